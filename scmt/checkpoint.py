@@ -73,11 +73,14 @@ def load_reference_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"{path} needs arbitrary code to unpickle and was rejected ({first_line}): "
-            f"re-save it as a plain state dict of tensors"
-        ) from None
+        message = str(error)
+        if "GLOBAL" in message:
+            blocked = next((line.strip() for line in message.splitlines() if "GLOBAL" in line), "")
+            raise CheckpointError(
+                f"{path} needs arbitrary code to unpickle and was rejected ({blocked}): "
+                f"re-save it as a plain state dict of tensors"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable torch file (corrupt pickle): restore or re-save it") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable torch file ({error}): restore or re-save it") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

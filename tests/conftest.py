@@ -35,9 +35,14 @@ def molecule_ids(tokenizer) -> list[list[int]]:
     return [tokenizer.encode(text) for text in conversion.selfies]
 
 
-def make_model(mode: str = "strict", seed: int = 0, **overrides) -> SCMTForCausalLM:
-    """A seeded, randomly initialised model at the reference default config unless overridden."""
+def make_model(mode: str | None = "strict", seed: int = 0, **overrides) -> SCMTForCausalLM:
+    """A seeded, randomly initialised model at the reference default config unless overridden.
+
+    ``mode=None`` leaves the causal switches to ``overrides`` (all off by default).
+    """
     torch.manual_seed(seed)
-    values = dict(vocab_size=793, mode=mode)
+    values = dict(vocab_size=793)
+    if mode is not None:
+        values["mode"] = mode
     values.update(overrides)
     return SCMTForCausalLM(SCMTConfig(**values)).eval()
