@@ -378,31 +378,28 @@ def gather_final_memory(
     if carried_ages is not None:
         ages[:, : pool.carried] = carried_ages.to(ages.dtype) + steps_taken
 
+    # One row-gather per tensor: slot s of row b takes pool entry order[b, s] while
+    # s < count[b]; the other slots gather any row and are zeroed afterwards.
     take = min(mem_size, pool_size)
-    index = order[:, :take]
-    slots = torch.arange(take, device=order.device).unsqueeze(0)
+    slots = torch.arange(mem_size, device=order.device).unsqueeze(0)
     occupied = slots < count
+    index = F.pad(order[:, :take], (0, mem_size - take)).masked_fill(~occupied, 0)
+    flat_index = (index + torch.arange(batch, device=order.device).unsqueeze(1) * pool_size).flatten()
 
     def gather(tensor: torch.Tensor) -> torch.Tensor:
+        rows = tensor.flatten(0, 1).index_select(0, flat_index)
         if tensor.dim() == 3:
-            return tensor.gather(1, index.unsqueeze(-1).expand(-1, -1, tensor.shape[-1]))
-        return tensor.gather(1, index)
+            return rows.view(batch, mem_size, -1).masked_fill_(~occupied.unsqueeze(-1), 0)
+        return rows.view(batch, mem_size)
 
-    keys = gather(pool.keys) * occupied.unsqueeze(-1)
-    values = gather(pool.values) * occupied.unsqueeze(-1)
-    ages_kept = gather(ages) * occupied
-    timestamps = torch.where(occupied, gather(pool.timestamps), torch.full_like(index, EMPTY_TIMESTAMP))
-
-    if take < mem_size:
-        pad = mem_size - take
-        keys = F.pad(keys, (0, 0, 0, pad))
-        values = F.pad(values, (0, 0, 0, pad))
-        ages_kept = F.pad(ages_kept, (0, pad))
-        timestamps = F.pad(timestamps, (0, pad), value=EMPTY_TIMESTAMP)
-        occupied = F.pad(occupied, (0, pad), value=False)
+    keys = gather(pool.keys)
+    values = gather(pool.values)
+    ages_kept = gather(ages).masked_fill_(~occupied, 0)
+    timestamps = gather(pool.timestamps).masked_fill_(~occupied, EMPTY_TIMESTAMP)
 
     final_slot = torch.full((batch, pool_size), -1, dtype=torch.int64, device=order.device)
-    final_slot.scatter_(1, index, slots.expand(batch, -1).masked_fill(~occupied[:, :take], -1))
+    kept = occupied[:, :take]
+    final_slot.scatter_(1, order[:, :take], slots[:, :take].expand(batch, -1).masked_fill(~kept, -1))
     memory = SCMTMemory(keys=keys, values=values, ages=ages_kept, timestamps=timestamps, occupied=occupied)
     return memory, final_slot
 

@@ -180,9 +180,15 @@ def _layer_cached(
 
 
 def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
-    """B×L entropy in nats of softmax(logits) over the last axis, as the published code sums it."""
-    probs = torch.softmax(logits, dim=-1)
-    return -(probs * torch.log(probs + ENTROPY_EPS)).sum(dim=-1)
+    """B×L entropy in nats of softmax(logits) over the last axis.
+
+    Computed as ``log Σe^y - Σ e^y·y / Σe^y`` with ``y = z - max z``, which never forms
+    the probabilities; it agrees with the published ``-Σ p·log(p + 1e-12)`` to about 1e-6.
+    """
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    exp = shifted.exp()
+    total = exp.sum(dim=-1)
+    return total.log() - (exp * shifted).sum(dim=-1) / total
 
 
 def normalise_entropy_sequence(entropy: torch.Tensor) -> torch.Tensor:
@@ -273,7 +279,9 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         self.value_proj = nn.Linear(d, d)
         self.retrieval_fuse = nn.Linear(d, d)
         self.threshold_net = _mlp(d + 2, 64, 1, nn.Sigmoid())
-        # Published but unused in the forward pass: kept so that checkpoints load.
+        # Published but without effect: the published forward computes budget_controller
+        # and discards the result, and never calls the router or utility head. Kept so that
+        # checkpoints load; not computed here.
         self.budget_controller = _mlp(d, 32, 1, nn.Sigmoid())
         self.importance_net = _mlp(d, 64, 1)
         self.obsolescence_net = _mlp(d, 64, 1)
@@ -287,6 +295,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
 
         self.mem_dropout = nn.Dropout(config.mem_dropout)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self._fused_cache: dict[str, tuple] = {}
 
         self.hook_embed = HookPoint()
         self.hook_encoder_out = HookPoint()
@@ -383,7 +392,10 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         enc = self.hook_encoder_out(enc)
 
         # 3. Entropy of the backbone's own prediction; it only gates writes, so no gradient.
-        base_logits = self.hook_base_logits(self.lm_head(enc).detach())
+        # One GEMM gives everything read off enc without gradient: these logits, the
+        # memory keys and the threshold MLP's first layer (see _readouts).
+        base_logits, new_keys, threshold_hidden = self._readouts(enc)
+        base_logits = self.hook_base_logits(base_logits)
         entropy = self.hook_entropy(entropy_of_logits(base_logits))
 
         # 4. Normalised entropy.
@@ -395,16 +407,18 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         entropy_norm = self.hook_entropy_norm(entropy_norm)
 
         # 5. Queries, sharpened where the gate reads uncertainty in the hidden state.
-        gate = self.hook_uncertainty_gate(self.uncertainty_gate(enc))
-        query = self.hook_query(self.query_proj(enc) * (1 + gate))
+        query_base, gate_hidden = self._query_projections(enc)
+        gate = self.hook_uncertainty_gate(torch.sigmoid(self.uncertainty_gate[2](torch.relu(gate_hidden))))
+        query = self.hook_query(query_base * (1 + gate))
 
         # 6. Write threshold from the hidden state and the running mean/max of Hn.
         past_norm = past_state.entropy_norm if past_state is not None and self.config.prefix_entropy_norm else None
         with torch.no_grad():
             running_mean, running_max = running_mean_max(entropy_norm, past_norm)
-            threshold_input = torch.cat([enc.detach(), running_mean.unsqueeze(-1), running_max.unsqueeze(-1)], dim=-1)
-            threshold = self.threshold_net(threshold_input).squeeze(-1)
-            self.budget_controller(enc.detach().mean(dim=1))
+            first = self.threshold_net[0].weight
+            d_model = self.config.d_model
+            hidden = threshold_hidden + running_mean.unsqueeze(-1) * first[:, d_model] + running_max.unsqueeze(-1) * first[:, d_model + 1]
+            threshold = torch.sigmoid(self.threshold_net[2](torch.relu(hidden))).squeeze(-1)
         threshold = self.hook_threshold(threshold)
 
         # 7. Write decisions and the memory update; memory maths carries no gradient, as published.
@@ -412,7 +426,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         if step_mode:
             write = write & (torch.arange(length, device=write.device) == length - 1)
         write = self.hook_write(write)
-        memory_out, pool, events = self._update_memory(memory, enc, h0, write, position_offset, step_mode)
+        memory_out, pool, events = self._update_memory(memory, new_keys, h0, write, position_offset, step_mode)
         self.hook_memory_events(events)
 
         # 8. Read the memory.
@@ -491,10 +505,58 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
             start += size
         return torch.cat(pieces, dim=1)
 
+    def _fused_linear(self, name: str, parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack the (weight, bias) pairs of several linear maps of one input into one.
+
+        Without autograd the stacked copy is cached until any part changes (its
+        version counter moves, as it does on optimiser steps and ``load_state_dict``).
+        """
+        tracking = torch.is_grad_enabled() and any(weight.requires_grad for weight, _ in parts)
+        key = tuple((weight._version, weight.data_ptr()) for weight, _ in parts) + tuple(
+            (bias._version, bias.data_ptr()) for _, bias in parts if bias is not None
+        )
+        cached = self._fused_cache.get(name)
+        if not tracking and cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        weight = torch.cat([w for w, _ in parts], dim=0)
+        bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in parts], dim=0)
+        if not tracking:
+            self._fused_cache[name] = (key, weight, bias)
+        return weight, bias
+
+    def _readouts(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """B×L×V base logits, B×L×D memory keys and B×L×64 threshold pre-activations (enc part).
+
+        All three are read off the encoder output without gradient, as published, so
+        one stacked GEMM replaces three.
+        """
+        d_model = self.config.d_model
+        threshold_first = self.threshold_net[0]
+        with torch.no_grad():
+            weight, bias = self._fused_linear(
+                "readouts",
+                [
+                    (self.lm_head.weight, None),
+                    (self.key_proj.weight, self.key_proj.bias),
+                    (threshold_first.weight[:, :d_model], threshold_first.bias),
+                ],
+            )
+            out = F.linear(enc.detach(), weight, bias)
+        return out.split([self.config.vocab_size, d_model, threshold_first.out_features], dim=-1)
+
+    def _query_projections(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """B×L×D query projection and B×L×64 gate pre-activations, in one GEMM (with gradient)."""
+        gate_first = self.uncertainty_gate[0]
+        weight, bias = self._fused_linear(
+            "queries",
+            [(self.query_proj.weight, self.query_proj.bias), (gate_first.weight, gate_first.bias)],
+        )
+        return F.linear(enc, weight, bias).split([self.config.d_model, gate_first.out_features], dim=-1)
+
     def _update_memory(
         self,
         memory: SCMTMemory | None,
-        enc: torch.Tensor,
+        new_keys: torch.Tensor,
         h0: torch.Tensor,
         write: torch.Tensor,
         position_offset: int,
@@ -504,7 +566,6 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         length = write.shape[1]
         with torch.no_grad():
             # Keys come from the encoded state, values from the pre-encoder input (as published).
-            new_keys = self.key_proj(enc.detach())
             new_values = self.value_proj(h0.detach())
             pool = build_pool(memory, new_keys, new_values, write, position_offset, self.config.carry_write_times)
             prunes = run_prunes(
@@ -519,7 +580,10 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
                 steps_taken=1 if step_mode else length,
                 last_step=length - 1,
             )
-            events = write_events(pool, write, prunes, final_slot, self.config.mem_size)
+            # Events cost a host sync, so they are only built when someone listens.
+            events = None
+            if self.hook_memory_events._forward_hooks:
+                events = write_events(pool, write, prunes, final_slot, self.config.mem_size)
         return memory_out, pool, events
 
     def _auxiliary_losses(
