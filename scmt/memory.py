@@ -140,6 +140,11 @@ class SCMTMemory:
 class MemoryPool:
     """Every entry that exists at some step of one forward call, P = M_in + L a row.
 
+    The pool keeps a candidate for every position, written or not, so that its
+    shape depends only on the input length: reads then run the same kernels
+    whatever the future holds, and a changed suffix cannot move earlier logits
+    even by float rounding.
+
     Attributes:
         keys, values: B×P×D, carried-in entries first, then one candidate per position.
         timestamps: B×P int64 write times (as the published code sets them for carried entries).
@@ -156,13 +161,15 @@ class MemoryPool:
     exists: torch.Tensor
     evict_step: torch.Tensor
     carried: int
+    pruned: bool = False
 
     def present_after(self, steps: torch.Tensor) -> torch.Tensor:
         """B×len(steps)×P bool: entries in the memory as it stood after each step."""
         steps = steps.view(1, -1, 1)
-        joined = self.insert_step.unsqueeze(1) <= steps
-        not_evicted = self.evict_step.unsqueeze(1) > steps
-        return self.exists.unsqueeze(1) & joined & not_evicted
+        present = self.exists.unsqueeze(1) & (self.insert_step.unsqueeze(1) <= steps)
+        if self.pruned:
+            present = present & (self.evict_step.unsqueeze(1) > steps)
+        return present
 
     def present_at_end(self) -> torch.Tensor:
         return self.exists & (self.evict_step == NEVER)
@@ -317,6 +324,7 @@ def run_prunes(
 
         row_ids = rows_index[rows]
         pool.evict_step[row_ids, victim[rows]] = step
+        pool.pruned = True
         last_prune_step[rows] = step
         batches.append(row_ids)
         steps.append(torch.full_like(row_ids, step))
@@ -342,6 +350,9 @@ def final_order(pool: MemoryPool, prunes: PruneResult, position_offset: int) -> 
     follow in write order; without any prune, carried slots then writes in order.
     """
     present = pool.present_at_end()
+    if prunes.importance is None:
+        # No prune: present entries keep pool order (carried slots, then writes).
+        return torch.argsort((~present).to(torch.uint8), dim=1, stable=True)
     last = prunes.last_prune_step.unsqueeze(1)
     sorted_by_score = present & (pool.insert_step <= last)
     appended = present & ~sorted_by_score
@@ -448,7 +459,12 @@ def read_final_memory(
 
 
 def read_as_of_step(
-    queries: torch.Tensor, pool: MemoryPool, mem_size: int, position_offset: int, zero_empty_read: bool
+    queries: torch.Tensor,
+    pool: MemoryPool,
+    mem_size: int,
+    position_offset: int,
+    zero_empty_read: bool,
+    true_timestamps: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal read: position t sees the memory as it stood after step t.
 
@@ -456,12 +472,16 @@ def read_as_of_step(
     Entries written later, or evicted at or before step t, are invisible; entries
     evicted after t are still visible. A position that sees nothing reads zero
     with ``zero_empty_read``, else the uniform average over the M slots of the
-    memory at that step (as the published read does).
+    memory at that step (as the published read does). ``true_timestamps`` states
+    that every timestamp is a real write time, so an entry present at step t was
+    written at or before it and the timestamp check can be skipped.
     """
     length = queries.shape[1]
     steps = torch.arange(length, device=queries.device)
     present = pool.present_after(steps)
-    visible = present & (pool.timestamps.unsqueeze(1) <= (steps + position_offset).view(1, -1, 1))
+    visible = present
+    if not true_timestamps:
+        visible = present & (pool.timestamps.unsqueeze(1) <= (steps + position_offset).view(1, -1, 1))
     any_visible = visible.any(dim=-1, keepdim=True)
 
     scores = queries @ pool.keys.transpose(1, 2) / math.sqrt(queries.shape[-1])

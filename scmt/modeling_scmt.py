@@ -182,13 +182,15 @@ def _layer_cached(
 def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
     """B×L entropy in nats of softmax(logits) over the last axis.
 
-    Computed as ``log Σe^y - Σ e^y·y / Σe^y`` with ``y = z - max z``, which never forms
-    the probabilities; it agrees with the published ``-Σ p·log(p + 1e-12)`` to about 1e-6.
+    With m = max z and e = exp(z - m): ``H = log Σe + m - Σ e·z / Σe``. It agrees
+    with the published ``-Σ p·log(p + 1e-12)`` to about 1e-6, and allocates one
+    B×L×V temporary instead of four (fresh large buffers cost page faults on CPU).
     """
-    shifted = logits - logits.amax(dim=-1, keepdim=True)
-    exp = shifted.exp()
-    total = exp.sum(dim=-1)
-    return total.log() - (exp * shifted).sum(dim=-1) / total
+    peak = logits.amax(dim=-1, keepdim=True)
+    weights = (logits - peak).exp_()
+    total = weights.sum(dim=-1)
+    dot = weights.mul_(logits).sum(dim=-1)
+    return total.log() + peak.squeeze(-1) - dot / total
 
 
 def normalise_entropy_sequence(entropy: torch.Tensor) -> torch.Tensor:
@@ -202,21 +204,17 @@ def normalise_entropy_prefix(entropy: torch.Tensor, past: torch.Tensor | None = 
     """Causal normalisation: position t uses the mean and population std of positions <= t.
 
     ``past`` (B×T) holds the entropy of earlier pieces; the result covers only the
-    L new positions. The centred form (not E[x²] - E[x]²) keeps a constant prefix
-    at exactly zero spread.
+    L new positions. Prefix sums run in float64, where E[x²] - E[x]² loses no
+    meaningful precision for entropies of a few nats.
     """
     full = entropy if past is None else torch.cat([past, entropy], dim=1)
-    total = full.shape[1]
     length = entropy.shape[1]
-    rows = torch.arange(total - length, total, device=entropy.device)
-    # L×T mask of the positions each new position may use.
-    allowed = (torch.arange(total, device=entropy.device).unsqueeze(0) <= rows.unsqueeze(1)).to(entropy.dtype)
-    count = allowed.sum(dim=1)
-
-    expanded = full.unsqueeze(1) * allowed
-    mean = expanded.sum(dim=-1) / count
-    centred = (full.unsqueeze(1) - mean.unsqueeze(-1)) * allowed
-    std = torch.sqrt((centred * centred).sum(dim=-1) / count)
+    wide = full.double()
+    counts = torch.arange(1, full.shape[1] + 1, device=entropy.device, dtype=torch.float64)
+    mean = wide.cumsum(dim=1) / counts
+    variance = ((wide * wide).cumsum(dim=1) / counts - mean * mean).clamp(min=0)
+    mean = mean[:, -length:].to(entropy.dtype)
+    std = variance[:, -length:].sqrt().to(entropy.dtype)
     return torch.sigmoid((entropy - mean) / (std + ENTROPY_EPS))
 
 
@@ -392,10 +390,10 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         enc = self.hook_encoder_out(enc)
 
         # 3. Entropy of the backbone's own prediction; it only gates writes, so no gradient.
-        # One GEMM gives everything read off enc without gradient: these logits, the
-        # memory keys and the threshold MLP's first layer (see _readouts).
-        base_logits, new_keys, threshold_hidden = self._readouts(enc)
-        base_logits = self.hook_base_logits(base_logits)
+        # _projections applies every linear map of enc (logits, keys, threshold, queries,
+        # gate) up front, because small separate GEMMs cost more than one wide one.
+        base_logits, new_keys, threshold_hidden, query_base, gate_hidden = self._projections(enc)
+        base_logits = self.hook_base_logits(base_logits.detach())
         entropy = self.hook_entropy(entropy_of_logits(base_logits))
 
         # 4. Normalised entropy.
@@ -407,18 +405,19 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         entropy_norm = self.hook_entropy_norm(entropy_norm)
 
         # 5. Queries, sharpened where the gate reads uncertainty in the hidden state.
-        query_base, gate_hidden = self._query_projections(enc)
         gate = self.hook_uncertainty_gate(torch.sigmoid(self.uncertainty_gate[2](torch.relu(gate_hidden))))
-        query = self.hook_query(query_base * (1 + gate))
+        query = self.hook_query(torch.addcmul(query_base, query_base, gate))  # q·(1 + gate)
 
         # 6. Write threshold from the hidden state and the running mean/max of Hn.
         past_norm = past_state.entropy_norm if past_state is not None and self.config.prefix_entropy_norm else None
         with torch.no_grad():
             running_mean, running_max = running_mean_max(entropy_norm, past_norm)
+            # The first layer's enc part came from _projections; add its two entropy columns.
             first = self.threshold_net[0].weight
             d_model = self.config.d_model
-            hidden = threshold_hidden + running_mean.unsqueeze(-1) * first[:, d_model] + running_max.unsqueeze(-1) * first[:, d_model + 1]
-            threshold = torch.sigmoid(self.threshold_net[2](torch.relu(hidden))).squeeze(-1)
+            hidden = threshold_hidden.addcmul(running_mean.unsqueeze(-1), first[:, d_model])
+            hidden.addcmul_(running_max.unsqueeze(-1), first[:, d_model + 1]).relu_()
+            threshold = torch.sigmoid(self.threshold_net[2](hidden)).squeeze(-1)
         threshold = self.hook_threshold(threshold)
 
         # 7. Write decisions and the memory update; memory maths carries no gradient, as published.
@@ -432,7 +431,12 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         # 8. Read the memory.
         if self.config.read_as_of_step:
             read_mask, read_weights = read_as_of_step(
-                query, pool, self.config.mem_size, position_offset, self.config.zero_empty_read
+                query,
+                pool,
+                self.config.mem_size,
+                position_offset,
+                self.config.zero_empty_read,
+                true_timestamps=memory is None or self.config.carry_write_times,
             )
             read_values = pool.values
         else:
@@ -449,7 +453,14 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
 
         # 10. Fuse into the residual stream and predict.
         fused = self.hook_fused_context(self.retrieval_fuse(self.mem_dropout(schema_context + instance_context)))
-        logits = self.hook_logits(self.lm_head(enc + fused))
+        if torch.is_grad_enabled() or self.hook_base_logits._forward_hooks:
+            logits = self.lm_head(enc + fused)
+        else:
+            # lm_head(enc + fused) = base logits + lm_head(fused): without autograd or
+            # listeners the base-logit buffer can take the sum in place.
+            logits = base_logits.view(-1, base_logits.shape[-1]).addmm_(fused.reshape(-1, fused.shape[-1]), self.lm_head.weight.t())
+            logits = logits.view(base_logits.shape)
+        logits = self.hook_logits(logits)
 
         aux = self._auxiliary_losses(schema_weights, entropy_norm, write, pool)
         self._update_schema_buffers(schema_weights)
@@ -524,34 +535,38 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
             self._fused_cache[name] = (key, weight, bias)
         return weight, bias
 
-    def _readouts(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """B×L×V base logits, B×L×D memory keys and B×L×64 threshold pre-activations (enc part).
+    def _projections(self, enc: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every linear map of the encoder output, in as few GEMMs as autograd allows.
 
-        All three are read off the encoder output without gradient, as published, so
-        one stacked GEMM replaces three.
+        Returns B×L×V base logits, B×L×D memory keys and B×L×64 threshold
+        pre-activations (the enc part), all without gradient as published, then the
+        B×L×D query projection and B×L×64 gate pre-activations, with gradient.
+        The logits get a GEMM of their own so that they are contiguous (the entropy
+        pass over them is several times slower on a strided view); the four narrow
+        maps share one GEMM when autograd is off.
         """
         d_model = self.config.d_model
         threshold_first = self.threshold_net[0]
-        with torch.no_grad():
-            weight, bias = self._fused_linear(
-                "readouts",
-                [
-                    (self.lm_head.weight, None),
-                    (self.key_proj.weight, self.key_proj.bias),
-                    (threshold_first.weight[:, :d_model], threshold_first.bias),
-                ],
-            )
-            out = F.linear(enc.detach(), weight, bias)
-        return out.split([self.config.vocab_size, d_model, threshold_first.out_features], dim=-1)
-
-    def _query_projections(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """B×L×D query projection and B×L×64 gate pre-activations, in one GEMM (with gradient)."""
         gate_first = self.uncertainty_gate[0]
-        weight, bias = self._fused_linear(
-            "queries",
-            [(self.query_proj.weight, self.query_proj.bias), (gate_first.weight, gate_first.bias)],
-        )
-        return F.linear(enc, weight, bias).split([self.config.d_model, gate_first.out_features], dim=-1)
+        readout_parts = [
+            (self.key_proj.weight, self.key_proj.bias),
+            (threshold_first.weight[:, :d_model], threshold_first.bias),
+        ]
+        query_parts = [(self.query_proj.weight, self.query_proj.bias), (gate_first.weight, gate_first.bias)]
+        sizes = [d_model, threshold_first.out_features, d_model, gate_first.out_features]
+
+        with torch.no_grad():
+            base_logits = F.linear(enc.detach(), self.lm_head.weight)
+        if not torch.is_grad_enabled():
+            weight, bias = self._fused_linear("narrow", readout_parts + query_parts)
+            return (base_logits, *F.linear(enc, weight, bias).split(sizes, dim=-1))
+
+        with torch.no_grad():
+            weight, bias = self._fused_linear("readouts", readout_parts)
+            readouts = F.linear(enc.detach(), weight, bias).split(sizes[:2], dim=-1)
+        weight, bias = self._fused_linear("queries", query_parts)
+        queries = F.linear(enc, weight, bias).split(sizes[2:], dim=-1)
+        return (base_logits, *readouts, *queries)
 
     def _update_memory(
         self,
@@ -645,7 +660,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         if batch == 0 or length == 0:
             raise ValueError(f"empty input of shape ({batch}, {length}): pass at least one token per row")
         if input_ids is not None:
-            low, high = int(input_ids.min()), int(input_ids.max())
+            low, high = (int(value) for value in torch.aminmax(input_ids))
             if low < 0 or high >= config.vocab_size:
                 bad = low if low < 0 else high
                 raise ValueError(
