@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 #: Timestamp of an empty slot, as the published code writes it.
@@ -38,7 +37,9 @@ NEVER = torch.iinfo(torch.int64).max
 LEGACY_MASK_SCORE = -1e4
 
 
-@dataclass
+MEMORY_FIELDS = ("keys", "values", "ages", "timestamps", "occupied")
+
+
 class SCMTMemory:
     """Episodic memory state of a batch, M slots a row, kept entries first.
 
@@ -49,13 +50,50 @@ class SCMTMemory:
         timestamps: B×M int64, global position of each write
             (``EMPTY_TIMESTAMP`` for empty slots).
         occupied: B×M bool, which slots hold an entry.
+
+    A memory returned by the model may be *deferred*: its tensors are built on first
+    access, so a forward pass whose caller never looks at the memory does not pay
+    for laying it out.
     """
 
-    keys: torch.Tensor
-    values: torch.Tensor
-    ages: torch.Tensor
-    timestamps: torch.Tensor
-    occupied: torch.Tensor
+    __slots__ = ("_tensors", "_build")
+
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        ages: torch.Tensor,
+        timestamps: torch.Tensor,
+        occupied: torch.Tensor,
+    ) -> None:
+        self._tensors = {"keys": keys, "values": values, "ages": ages, "timestamps": timestamps, "occupied": occupied}
+        self._build = None
+
+    @classmethod
+    def deferred(cls, build) -> "SCMTMemory":
+        """A memory whose tensors come from ``build()`` (a dict of the five fields) when first read."""
+        memory = cls.__new__(cls)
+        memory._tensors = None
+        memory._build = build
+        return memory
+
+    def _fields(self) -> dict[str, torch.Tensor]:
+        if self._tensors is None:
+            with torch.no_grad():
+                self._tensors = self._build()
+            self._build = None
+        return self._tensors
+
+    keys = property(lambda self: self._fields()["keys"])
+    values = property(lambda self: self._fields()["values"])
+    ages = property(lambda self: self._fields()["ages"])
+    timestamps = property(lambda self: self._fields()["timestamps"])
+    occupied = property(lambda self: self._fields()["occupied"])
+
+    def __repr__(self) -> str:
+        if self._tensors is None:
+            return "SCMTMemory(deferred)"
+        return f"SCMTMemory(batch={self.batch_size}, slots={self.size}, occupied={int(self.occupied.sum())})"
 
     @property
     def batch_size(self) -> int:
@@ -66,23 +104,23 @@ class SCMTMemory:
         return self.keys.shape[1]
 
     def detached(self) -> "SCMTMemory":
-        return SCMTMemory(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})
+        return SCMTMemory(**{name: getattr(self, name).detach().clone() for name in MEMORY_FIELDS})
 
     def to(self, *args, **kwargs) -> "SCMTMemory":
         """Move to a device or cast floating tensors, like ``Tensor.to``."""
         moved = {}
-        for f in fields(self):
-            tensor = getattr(self, f.name)
+        for name in MEMORY_FIELDS:
+            tensor = getattr(self, name)
             if tensor.is_floating_point():
-                moved[f.name] = tensor.to(*args, **kwargs)
+                moved[name] = tensor.to(*args, **kwargs)
             else:
                 device = next((a for a in args if isinstance(a, (str, torch.device))), kwargs.get("device"))
-                moved[f.name] = tensor.to(device) if device is not None else tensor
+                moved[name] = tensor.to(device) if device is not None else tensor
         return SCMTMemory(**moved)
 
     def select(self, rows: torch.Tensor | slice | list[int]) -> "SCMTMemory":
         """Return the memory of a subset of batch rows."""
-        return SCMTMemory(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        return SCMTMemory(**{name: getattr(self, name)[rows] for name in MEMORY_FIELDS})
 
     @classmethod
     def empty(cls, batch_size: int, mem_size: int, d_model: int, dtype=torch.float32, device=None) -> "SCMTMemory":
@@ -342,8 +380,8 @@ def run_prunes(
     )
 
 
-def final_order(pool: MemoryPool, prunes: PruneResult, position_offset: int) -> torch.Tensor:
-    """B×P pool indices in the slot order of the returned memory (kept entries first).
+def final_slots(pool: MemoryPool, prunes: PruneResult, position_offset: int) -> torch.Tensor:
+    """B×P slot of each pool entry in the returned memory, -1 for entries not in it.
 
     Entries present at a row's last prune come first, by descending score at that
     prune (the order ``torch.topk`` leaves them in); entries written afterwards
@@ -351,68 +389,52 @@ def final_order(pool: MemoryPool, prunes: PruneResult, position_offset: int) -> 
     """
     present = pool.present_at_end()
     if prunes.importance is None:
-        # No prune: present entries keep pool order (carried slots, then writes).
-        return torch.argsort((~present).to(torch.uint8), dim=1, stable=True)
+        return torch.where(present, present.long().cumsum(dim=1) - 1, -1)
+
     last = prunes.last_prune_step.unsqueeze(1)
     sorted_by_score = present & (pool.insert_step <= last)
-    appended = present & ~sorted_by_score
+    group = torch.where(sorted_by_score, 0, torch.where(present, 1, 2))
+    score_at_last = prune_scores(prunes.importance, prunes.obsolescence, pool.timestamps, prunes.last_prune_step, position_offset)
+    within = torch.where(sorted_by_score, -score_at_last, pool.insert_step.to(score_at_last.dtype))
 
-    group = torch.full_like(pool.insert_step, 2)
-    group[appended] = 1
-    group[sorted_by_score] = 0
-
-    within = pool.insert_step.to(pool.keys.dtype)
-    if prunes.importance is not None:
-        score_at_last = prune_scores(prunes.importance, prunes.obsolescence, pool.timestamps, prunes.last_prune_step, position_offset)
-        within = torch.where(sorted_by_score, -score_at_last, within)
-
+    # Sort by the secondary key, then stably by group: a lexicographic sort.
     order = torch.argsort(within, dim=1, stable=True)
-    regroup = torch.argsort(group.gather(1, order), dim=1, stable=True)
-    return order.gather(1, regroup)
+    order = order.gather(1, torch.argsort(group.gather(1, order), dim=1, stable=True))
+    slots = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return torch.where(present, slots, -1)
 
 
 def gather_final_memory(
     pool: MemoryPool,
-    order: torch.Tensor,
+    slots: torch.Tensor,
     mem_size: int,
     carried_ages: torch.Tensor | None,
     steps_taken: int,
     last_step: int,
-) -> tuple[SCMTMemory, torch.Tensor]:
-    """Return the memory after the call and the B×P slot of each pool entry in it (-1 if gone)."""
-    batch, pool_size = pool.insert_step.shape
-    present = pool.present_at_end()
-    count = present.sum(dim=1, keepdim=True)
+) -> dict[str, torch.Tensor]:
+    """Lay out the memory after the call (the fields of :class:`SCMTMemory`), each kept entry in its slot."""
+    batch = slots.shape[0]
+    rows, entries = (slots >= 0).nonzero(as_tuple=True)
+    targets = slots[rows, entries]
 
-    # Ages: carried entries grew by one per step taken, new entries by one per step since writing.
-    ages = (last_step - pool.insert_step + 1).to(pool.keys.dtype)
+    keys = pool.keys.new_zeros(batch, mem_size, pool.keys.shape[-1])
+    keys[rows, targets] = pool.keys[rows, entries]
+    values = pool.values.new_zeros(batch, mem_size, pool.values.shape[-1])
+    values[rows, targets] = pool.values[rows, entries]
+    timestamps = torch.full((batch, mem_size), EMPTY_TIMESTAMP, dtype=torch.int64, device=slots.device)
+    timestamps[rows, targets] = pool.timestamps[rows, entries]
+    occupied = torch.zeros(batch, mem_size, dtype=torch.bool, device=slots.device)
+    occupied[rows, targets] = True
+
+    # Ages: new entries grew by one per step since their write, carried ones by one per step taken.
+    kept_ages = (last_step - pool.insert_step[rows, entries] + 1).to(pool.keys.dtype)
     if carried_ages is not None:
-        ages[:, : pool.carried] = carried_ages.to(ages.dtype) + steps_taken
-
-    # One row-gather per tensor: slot s of row b takes pool entry order[b, s] while
-    # s < count[b]; the other slots gather any row and are zeroed afterwards.
-    take = min(mem_size, pool_size)
-    slots = torch.arange(mem_size, device=order.device).unsqueeze(0)
-    occupied = slots < count
-    index = F.pad(order[:, :take], (0, mem_size - take)).masked_fill(~occupied, 0)
-    flat_index = (index + torch.arange(batch, device=order.device).unsqueeze(1) * pool_size).flatten()
-
-    def gather(tensor: torch.Tensor) -> torch.Tensor:
-        rows = tensor.flatten(0, 1).index_select(0, flat_index)
-        if tensor.dim() == 3:
-            return rows.view(batch, mem_size, -1).masked_fill_(~occupied.unsqueeze(-1), 0)
-        return rows.view(batch, mem_size)
-
-    keys = gather(pool.keys)
-    values = gather(pool.values)
-    ages_kept = gather(ages).masked_fill_(~occupied, 0)
-    timestamps = gather(pool.timestamps).masked_fill_(~occupied, EMPTY_TIMESTAMP)
-
-    final_slot = torch.full((batch, pool_size), -1, dtype=torch.int64, device=order.device)
-    kept = occupied[:, :take]
-    final_slot.scatter_(1, order[:, :take], slots[:, :take].expand(batch, -1).masked_fill(~kept, -1))
-    memory = SCMTMemory(keys=keys, values=values, ages=ages_kept, timestamps=timestamps, occupied=occupied)
-    return memory, final_slot
+        carried = entries < pool.carried
+        from_carried = carried_ages.to(kept_ages.dtype)[rows, entries.clamp(max=pool.carried - 1)] + steps_taken
+        kept_ages = torch.where(carried, from_carried, kept_ages)
+    ages = pool.keys.new_zeros(batch, mem_size)
+    ages[rows, targets] = kept_ages
+    return {"keys": keys, "values": values, "ages": ages, "timestamps": timestamps, "occupied": occupied}
 
 
 def write_events(

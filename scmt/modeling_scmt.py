@@ -38,7 +38,7 @@ from .memory import (
     MemoryEvents,
     SCMTMemory,
     build_pool,
-    final_order,
+    final_slots,
     gather_final_memory,
     read_as_of_step,
     read_final_memory,
@@ -586,15 +586,21 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
             prunes = run_prunes(
                 pool, write, self.config.mem_size, position_offset, self.importance_net, self.obsolescence_net
             )
-            order = final_order(pool, prunes, position_offset)
-            memory_out, final_slot = gather_final_memory(
-                pool,
-                order,
-                self.config.mem_size,
-                carried_ages=memory.ages if memory is not None else None,
-                steps_taken=1 if step_mode else length,
-                last_step=length - 1,
-            )
+            final_slot = final_slots(pool, prunes, position_offset)
+            carried_ages = memory.ages if memory is not None else None
+
+            def build_memory() -> dict[str, torch.Tensor]:
+                return gather_final_memory(
+                    pool,
+                    final_slot,
+                    self.config.mem_size,
+                    carried_ages=carried_ages,
+                    steps_taken=1 if step_mode else length,
+                    last_step=length - 1,
+                )
+
+            # Built on first access: the legacy read needs it at once, strict mode only if the caller asks.
+            memory_out = SCMTMemory.deferred(build_memory)
             # Events cost a host sync, so they are only built when someone listens.
             events = None
             if self.hook_memory_events._forward_hooks:
