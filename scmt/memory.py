@@ -71,7 +71,7 @@ class SCMTMemory:
 
     @classmethod
     def deferred(cls, build) -> "SCMTMemory":
-        """A memory whose tensors come from ``build()`` (a dict of the five fields) when first read."""
+        """Create a memory whose tensors come from ``build()`` (a dict of the five fields) when first read."""
         memory = cls.__new__(cls)
         memory._tensors = None
         memory._build = build
@@ -462,7 +462,7 @@ def write_events(
 def read_final_memory(
     queries: torch.Tensor, memory: SCMTMemory, position_offset: int, zero_empty_read: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Published read: every position reads the memory as it stands after the last step.
+    """Published read: every position reads the memory as it is after the last step.
 
     Returns the B×L×M visibility mask (slot written at or before the position) and
     the B×L×M read weights. Invisible slots score -1e4, so a position that sees

@@ -51,7 +51,7 @@ ENTROPY_EPS = 1e-12
 
 @dataclass
 class SCMTState:
-    """What incremental decoding carries from one piece of a sequence to the next.
+    """State that incremental decoding carries from one piece of a sequence to the next.
 
     Attributes:
         layer_keys, layer_values: per encoder layer, B×H×T×(D/H) attention keys and values
@@ -154,7 +154,7 @@ class SCMTEncoder(nn.Module):
 def _layer_cached(
     layer: nn.TransformerEncoderLayer, x: torch.Tensor, past_k: torch.Tensor | None, past_v: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The maths of a post-norm ``TransformerEncoderLayer``, with a key/value cache."""
+    """Apply the maths of a post-norm ``TransformerEncoderLayer`` to new tokens, with a key/value cache."""
     attn = layer.self_attn
     batch, length, d_model = x.shape
     heads = attn.num_heads
@@ -203,7 +203,7 @@ def normalise_entropy_sequence(entropy: torch.Tensor) -> torch.Tensor:
 def normalise_entropy_prefix(entropy: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
     """Causal normalisation: position t uses the mean and population std of positions <= t.
 
-    ``past`` (B×T) holds the entropy of earlier pieces; the result covers only the
+    ``past`` (B×T) is the entropy of earlier pieces; the result covers only the
     L new positions. Prefix sums run in float64, where E[x²] - E[x]² loses no
     meaningful precision for entropies of a few nats.
     """
@@ -541,9 +541,9 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         Returns B×L×V base logits, B×L×D memory keys and B×L×64 threshold
         pre-activations (the enc part), all without gradient as published, then the
         B×L×D query projection and B×L×64 gate pre-activations, with gradient.
-        The logits get a GEMM of their own so that they are contiguous (the entropy
-        pass over them is several times slower on a strided view); the four narrow
-        maps share one GEMM when autograd is off.
+        The logits get a GEMM of their own so that they are contiguous, because the
+        entropy pass is several times slower on a strided view. The four narrow maps
+        share one GEMM when autograd is off.
         """
         d_model = self.config.d_model
         threshold_first = self.threshold_net[0]
@@ -599,7 +599,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
                     last_step=length - 1,
                 )
 
-            # Built on first access: the legacy read needs it at once, strict mode only if the caller asks.
+            # Built on first access: the legacy read needs it at once, strict mode only when the caller reads it.
             memory_out = SCMTMemory.deferred(build_memory)
             # Events cost a host sync, so they are only built when someone listens.
             events = None
@@ -610,7 +610,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
     def _auxiliary_losses(
         self, schema_weights: torch.Tensor, entropy_norm: torch.Tensor, write: torch.Tensor, pool
     ) -> dict[str, torch.Tensor]:
-        """The three published regularisers; the first two are constants, as published."""
+        """Compute the three published regularisers (the first two without gradient, as published)."""
         config = self.config
         with torch.no_grad():
             written = pool.exists[:, pool.carried :]
@@ -683,7 +683,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
             raise ValueError("pass either past_state or memory/position_offset, not both: the state carries them")
         if past_state is not None and past_state.memory.batch_size != batch:
             raise ValueError(
-                f"past_state holds {past_state.memory.batch_size} rows but input_ids has {batch}: "
+                f"past_state contains {past_state.memory.batch_size} rows but input_ids has {batch}: "
                 f"continue each sequence with its own state"
             )
         if not isinstance(position_offset, int) or position_offset < 0:

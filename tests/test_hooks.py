@@ -118,7 +118,7 @@ def test_patch_with_tensor_of_wrong_shape_is_rejected():
             model(batch())
 
 
-def test_patch_entropy_norm_from_clean_run_removes_legacy_leak():
+def test_patching_clean_entropy_restores_writes():
     # The clean run's normalised entropy, patched into a run with a changed suffix,
     # restores the legacy model's earlier write decisions.
     model = small_model("legacy", mem_size=64)

@@ -8,7 +8,7 @@ import torch
 from scmt import SCMTMemory, trace
 
 from .conftest import make_model
-from .reference_loop import loop_memory_update
+from scmt.reference_loop import loop_memory_update
 
 CASES = [
     # (mem_size, length, carried, step_mode, seed)

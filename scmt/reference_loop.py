@@ -1,8 +1,8 @@
-"""A literal per-row, per-token transcription of the published memory update, for tests.
+"""A literal per-row, per-token transcription of the published memory update.
 
-It follows the published code's structure (Python lists, one step at a time) so
-that the vectorised implementation in ``scmt.memory`` can be compared with it on
-many random cases, pruning and carried memory included.
+It follows the published code's structure (Python lists, one step at a time, a
+host sync per decision). It is slow on purpose: the tests compare the
+vectorised update in ``scmt.memory`` with it, and the benchmarks time both.
 """
 
 from __future__ import annotations
