@@ -8,7 +8,7 @@ classes under the model type ``"scmt"``.
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .configuration_scmt import CAUSAL_SWITCHES, SCMTConfig
-from .hooks import ActivationCache, HookPoint, hook_points, patch, trace
+from .hooks import ActivationCache, HookPoint, HookPointError, hook_points, patch, trace
 from .memory import MemoryEvents, SCMTMemory
 from .modeling_scmt import SCMTCausalLMOutput, SCMTForCausalLM, SCMTState
 from .tokenization import SelfiesNgramTokenizer
@@ -24,6 +24,7 @@ __all__ = [
     "ActivationCache",
     "CAUSAL_SWITCHES",
     "HookPoint",
+    "HookPointError",
     "MemoryEvents",
     "SCMTCausalLMOutput",
     "SCMTConfig",

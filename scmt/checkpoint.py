@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -75,7 +76,8 @@ def load_reference_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as error:
         message = str(error)
         if "GLOBAL" in message:
-            blocked = next((line.strip() for line in message.splitlines() if "GLOBAL" in line), "")
+            found = re.search(r"GLOBAL ([\w.]+)", message)
+            blocked = f"it references {found.group(1)}" if found else "it references code"
             raise CheckpointError(
                 f"{path} needs arbitrary code to unpickle and was rejected ({blocked}): "
                 f"re-save it as a plain state dict of tensors"
@@ -162,6 +164,8 @@ def load_checkpoint(path: str | Path, **config_overrides) -> SCMTForCausalLM:
     """
     directory = Path(path)
     layout = checkpoint_format(directory)
+    if "mode" in config_overrides and config_overrides["mode"] not in ("legacy", "strict"):
+        raise ValueError(f"invalid mode {config_overrides['mode']!r}: use 'legacy' or 'strict'")
     if layout == "reference":
         return load_reference_checkpoint(directory, **config_overrides)
 

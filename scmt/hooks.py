@@ -28,6 +28,13 @@ import torch
 from torch import nn
 
 
+class HookPointError(KeyError):
+    """An unknown or unrecorded hook-point name (a ``KeyError`` whose message prints plainly)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class HookPoint(nn.Module):
     """Identity module that marks one named step of the forward pass."""
 
@@ -49,7 +56,10 @@ def _resolve(model: nn.Module, names: Iterable[str] | None) -> dict[str, HookPoi
     selected = {}
     for name in names:
         if name not in points:
-            raise KeyError(f"unknown hook point {name!r}: valid names are {', '.join(points)}")
+            raise HookPointError(
+                f"unknown hook point {name!r}: list the valid names with scmt.hook_points(model) "
+                f"(they start with hook_ or encoder.hook_layer_out.)"
+            )
         selected[name] = points[name]
     return selected
 
@@ -83,7 +93,7 @@ class ActivationCache:
     def __getitem__(self, name: str) -> Any:
         if name not in self._records:
             recorded = ", ".join(self._records) or "none"
-            raise KeyError(f"hook point {name!r} recorded nothing: recorded points are {recorded}")
+            raise HookPointError(f"hook point {name!r} recorded nothing: recorded points are {recorded}")
         return self._records[name][-1]
 
     def __contains__(self, name: object) -> bool:

@@ -363,6 +363,8 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
                 has no padding mask (pads are ordinary tokens, as published).
         """
         batch, length = self._check_inputs(input_ids, inputs_embeds, attention_mask, past_state, memory, position_offset)
+        if labels is not None:
+            self._check_labels(labels, batch, length)
         cached = past_state is not None or use_cache
         if past_state is not None:
             memory = past_state.memory
@@ -641,6 +643,17 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         return F.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
         )
+
+    def _check_labels(self, labels: torch.Tensor, batch: int, length: int) -> None:
+        if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (batch, length):
+            shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"labels has shape {shape} but input_ids has ({batch}, {length}): pass one label per input token")
+        valid = (labels == -100) | ((labels >= 0) & (labels < self.config.vocab_size))
+        if not bool(valid.all()):
+            bad = int(labels[~valid][0])
+            raise ValueError(
+                f"label {bad} is outside the vocabulary [0, {self.config.vocab_size}): use token ids, or -100 to ignore a position"
+            )
 
     def _check_inputs(self, input_ids, inputs_embeds, attention_mask, past_state, memory, position_offset):
         """Validate shapes and values; return (B, L). Raises ValueError naming the bad value."""

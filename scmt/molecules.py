@@ -11,7 +11,7 @@ import torch
 
 
 def default_molecules_path() -> Path:
-    """Path of the shipped 24,146-molecule SMILES file (see ``scmt/data/NOTICE.md``)."""
+    """Path of the shipped 24,147-molecule SMILES file (see ``scmt/data/NOTICE.md``)."""
     return Path(str(resources.files("scmt") / "data" / "molecules.smi.csv"))
 
 
