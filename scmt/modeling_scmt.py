@@ -455,13 +455,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
 
         # 10. Fuse into the residual stream and predict.
         fused = self.hook_fused_context(self.retrieval_fuse(self.mem_dropout(schema_context + instance_context)))
-        if torch.is_grad_enabled() or self.hook_base_logits._forward_hooks:
-            logits = self.lm_head(enc + fused)
-        else:
-            # lm_head(enc + fused) = base logits + lm_head(fused): without autograd or
-            # listeners the base-logit buffer can take the sum in place.
-            logits = base_logits.view(-1, base_logits.shape[-1]).addmm_(fused.reshape(-1, fused.shape[-1]), self.lm_head.weight.t())
-            logits = logits.view(base_logits.shape)
+        logits = self.lm_head(enc + fused)
         logits = self.hook_logits(logits)
 
         aux = self._auxiliary_losses(schema_weights, entropy_norm, write, pool)
@@ -524,7 +518,7 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         Without autograd the stacked copy is cached until any part changes (its
         version counter moves, as it does on optimiser steps and ``load_state_dict``).
         """
-        tracking = torch.is_grad_enabled() and any(weight.requires_grad for weight, _ in parts)
+        tracking = torch.is_grad_enabled() and any(w.requires_grad for w, _ in parts)
         key = tuple((weight._version, weight.data_ptr()) for weight, _ in parts) + tuple(
             (bias._version, bias.data_ptr()) for _, bias in parts if bias is not None
         )
@@ -538,37 +532,33 @@ class SCMTForCausalLM(SCMTPreTrainedModel):
         return weight, bias
 
     def _projections(self, enc: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Every linear map of the encoder output, in as few GEMMs as autograd allows.
+        """Every linear map of the encoder output, in two GEMMs.
 
         Returns B×L×V base logits, B×L×D memory keys and B×L×64 threshold
         pre-activations (the enc part), all without gradient as published, then the
         B×L×D query projection and B×L×64 gate pre-activations, with gradient.
         The logits get a GEMM of their own so that they are contiguous, because the
         entropy pass is several times slower on a strided view. The four narrow maps
-        share one GEMM when autograd is off.
+        share one GEMM, with the key and threshold weights detached so that they get
+        no gradient; the same GEMM runs with and without autograd, so both give
+        bit-identical results.
         """
         d_model = self.config.d_model
         threshold_first = self.threshold_net[0]
         gate_first = self.uncertainty_gate[0]
-        readout_parts = [
-            (self.key_proj.weight, self.key_proj.bias),
-            (threshold_first.weight[:, :d_model], threshold_first.bias),
+        parts = [
+            (self.key_proj.weight.detach(), self.key_proj.bias.detach()),
+            (threshold_first.weight[:, :d_model].detach(), threshold_first.bias.detach()),
+            (self.query_proj.weight, self.query_proj.bias),
+            (gate_first.weight, gate_first.bias),
         ]
-        query_parts = [(self.query_proj.weight, self.query_proj.bias), (gate_first.weight, gate_first.bias)]
         sizes = [d_model, threshold_first.out_features, d_model, gate_first.out_features]
 
         with torch.no_grad():
             base_logits = F.linear(enc.detach(), self.lm_head.weight)
-        if not torch.is_grad_enabled():
-            weight, bias = self._fused_linear("narrow", readout_parts + query_parts)
-            return (base_logits, *F.linear(enc, weight, bias).split(sizes, dim=-1))
-
-        with torch.no_grad():
-            weight, bias = self._fused_linear("readouts", readout_parts)
-            readouts = F.linear(enc.detach(), weight, bias).split(sizes[:2], dim=-1)
-        weight, bias = self._fused_linear("queries", query_parts)
-        queries = F.linear(enc, weight, bias).split(sizes[2:], dim=-1)
-        return (base_logits, *readouts, *queries)
+        weight, bias = self._fused_linear("narrow", parts)
+        keys, threshold_hidden, query_base, gate_hidden = F.linear(enc, weight, bias).split(sizes, dim=-1)
+        return base_logits, keys.detach(), threshold_hidden.detach(), query_base, gate_hidden
 
     def _update_memory(
         self,
