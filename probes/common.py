@@ -121,40 +121,36 @@ def _read_sequences(path: Path, tokenizer) -> list[list[int]]:
 
 
 @torch.no_grad()
-def record(model: SCMTForCausalLM, sequences: list[list[int]], names: list[str], pad_id: int, batch_size: int = 64) -> list[dict]:
-    """Run every sequence (right-padded in batches) and return, per sequence, the recorded
-    hook-point values cut to its real length (tensors whose second axis is positions), plus logits.
+def record(model: SCMTForCausalLM, sequences: list[list[int]], names: list[str], batch_size: int = 64) -> list[dict]:
+    """Run every sequence and return, per sequence, the logits and the recorded hook-point values.
 
-    Padding follows the sequences, so in a causal model it cannot change the
-    recorded positions; in legacy mode it can, as in training, where sequences
-    were padded the same way.
+    Sequences are batched only with others of the same length, so no padding
+    enters the model (in legacy mode padding would move earlier positions).
+    Tensors whose second axis is positions come back as L×... per sequence;
+    anything else (the memory events) as ``(value, row in its batch)``.
     """
-    results = []
-    order = sorted(range(len(sequences)), key=lambda index: len(sequences[index]))
+    by_length: dict[int, list[int]] = {}
+    for index, ids in enumerate(sequences):
+        by_length.setdefault(len(ids), []).append(index)
     by_index: dict[int, dict] = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = max(len(sequences[index]) for index in chunk)
-        batch = torch.full((len(chunk), length), pad_id, dtype=torch.int64)
-        for row, index in enumerate(chunk):
-            batch[row, : len(sequences[index])] = torch.tensor(sequences[index])
-        with trace(model, names) as cache:
-            logits = model(batch).logits
-        for row, index in enumerate(chunk):
-            size = len(sequences[index])
-            item = {"logits": logits[row, :size]}
-            for name in names:
-                if name not in cache:
-                    continue
-                value = cache[name]
-                if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == length:
-                    item[name] = value[row, :size]
-                else:
-                    item[name] = (value, row)
-            by_index[index] = item
-    for index in range(len(sequences)):
-        results.append(by_index[index])
-    return results
+    for length, members in sorted(by_length.items()):
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            batch = torch.tensor([sequences[index] for index in chunk], dtype=torch.int64)
+            with trace(model, names) as cache:
+                logits = model(batch).logits
+            for row, index in enumerate(chunk):
+                item = {"logits": logits[row]}
+                for name in names:
+                    if name not in cache:
+                        continue
+                    value = cache[name]
+                    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == length:
+                        item[name] = value[row]
+                    else:
+                        item[name] = (value, row)
+                by_index[index] = item
+    return [by_index[index] for index in range(len(sequences))]
 
 
 # --- stored results ---------------------------------------------------------------------

@@ -52,7 +52,7 @@ def entropy_probe(checkpoint=None, data=None, seed: int = 0, limit: int | None =
     probe = load_probe_input(checkpoint, data, limit)
 
     def compute():
-        recorded = record(probe.model, probe.sequences, HOOKS, probe.model.config.pad_token_id or 0)
+        recorded = record(probe.model, probe.sequences, HOOKS)
         table = per_position_table(probe, recorded)
         by_position = (
             table.groupby("position")

@@ -83,7 +83,7 @@ def memory_probe(checkpoint=None, data=None, seed: int = 0, limit: int | None = 
     mem_size = probe.model.config.mem_size
 
     def compute():
-        recorded = record(probe.model, probe.sequences, HOOKS, probe.model.config.pad_token_id or 0)
+        recorded = record(probe.model, probe.sequences, HOOKS)
         table, lifetimes = trace_tables(probe, recorded)
         occupancy = (
             table.assign(occupancy=table["entries_held"] / mem_size)

@@ -206,7 +206,7 @@ def schema_probe(
     pad_id = model.config.pad_token_id or 0
 
     def compute():
-        recorded = record(model, probe.sequences, ["hook_schema_weights"], pad_id)
+        recorded = record(model, probe.sequences, ["hook_schema_weights"])
         weights = [item["hook_schema_weights"].float() for item in recorded]
         usage, histogram = usage_tables(weights)
         ablation = ablation_table(model, probe.sequences, pad_id)

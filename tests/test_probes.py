@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,14 @@ DEMO = Path(__file__).resolve().parents[1] / "checkpoints"
 def strict_copy(tmp_path):
     """A writable copy of the shipped strict demo checkpoint."""
     target = tmp_path / "strict"
-    shutil.copytree(DEMO / "demo-strict" / "checkpoint-2717", target)
+    shutil.copytree(DEMO / "demo-strict" / "checkpoint-2717", target, ignore=shutil.ignore_patterns("probe_results"))
     return target
 
 
 @pytest.fixture()
 def legacy_copy(tmp_path):
     target = tmp_path / "legacy"
-    shutil.copytree(DEMO / "demo-legacy" / "checkpoint-2717", target)
+    shutil.copytree(DEMO / "demo-legacy" / "checkpoint-2717", target, ignore=shutil.ignore_patterns("probe_results"))
     return target
 
 
@@ -70,15 +69,19 @@ def test_stale_result_recomputed(strict_copy):
 
 
 def test_read_only_checkpoint_uses_cache(strict_copy, tmp_path, monkeypatch):
-    if os.geteuid() == 0:
-        pytest.skip("root can write into read-only directories, so the fallback cannot be exercised")
     monkeypatch.setenv("SCMT_LAB_CACHE", str(tmp_path / "cache"))
-    strict_copy.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        result = entropy_probe(strict_copy, limit=10)
-    finally:
-        strict_copy.chmod(stat.S_IRWXU)
+    real_access = os.access
+
+    def read_only(path, mode):
+        # Root may write anywhere, so the checkpoint is made read-only to the probe alone.
+        if Path(path) == strict_copy and mode & os.W_OK:
+            return False
+        return real_access(path, mode)
+
+    monkeypatch.setattr("probes.common.os.access", read_only)
+    result = entropy_probe(strict_copy, limit=10)
     assert str(result.path).startswith(str(tmp_path / "cache"))
+    assert not (strict_copy / "probe_results").exists()
 
 
 def test_memory_trace_is_consistent(legacy_copy):
