@@ -5,8 +5,9 @@
 Per sequence and position: normalised entropy, threshold and their margin,
 whether the position wrote and into which slot, the entry its write evicted
 (written at which position, with what score), how many entries the read could
-see, the strongest read weight, and how many entries the memory held after the
-step. Per run: occupancy against position, write rate by symbol, entry
+see, its three strongest read weights (entries are slots of the final memory
+in legacy mode, indices of the call's entry pool in strict mode), and how many
+entries the memory held after the step. Per run: occupancy against position, write rate by symbol, entry
 lifetimes until eviction, and how often a read found nothing visible.
 """
 
@@ -21,7 +22,7 @@ import torch
 from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record
 from .targets import TargetError
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 HOOKS = ["hook_entropy_norm", "hook_threshold", "hook_write", "hook_memory_events", "hook_read_mask", "hook_read_weights"]
 
 
@@ -49,7 +50,8 @@ def trace_tables(probe, recorded: list[dict]) -> tuple[pd.DataFrame, pd.DataFram
         for entry in lifetimes:
             lifetime_rows.append({"sequence": index, **entry})
         visible = item["hook_read_mask"].sum(dim=-1)
-        top = item["hook_read_weights"].max(dim=-1)
+        weights = item["hook_read_weights"]
+        top = weights.topk(min(3, weights.shape[-1]), dim=-1)
         held = 0
         for position in range(len(ids)):
             wrote = bool(item["hook_write"][position])
@@ -67,8 +69,13 @@ def trace_tables(probe, recorded: list[dict]) -> tuple[pd.DataFrame, pd.DataFram
                     "evicted_written_at": eviction["written_at"] if eviction else -1,
                     "evicted_score": eviction["score"] if eviction else float("nan"),
                     "visible_entries": int(visible[position]),
-                    "top_read_weight": float(top.values[position]),
-                    "top_read_entry": int(top.indices[position]),
+                    "top_read_weight": float(top.values[position, 0]),
+                    "top_read_entry": int(top.indices[position, 0]),
+                    "top_reads": "; ".join(
+                        f"{int(entry)}:{float(weight):.3f}"
+                        for entry, weight in zip(top.indices[position], top.values[position])
+                        if weight > 0
+                    ),
                     "entries_held": held,
                 }
             )
