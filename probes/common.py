@@ -1,4 +1,4 @@
-"""What every probe shares: loading a checkpoint with its corpus, a batched recording pass,
+"""Shared probe machinery: loading a checkpoint with its corpus, a batched recording pass,
 and stored results with their provenance.
 
 Results are written next to the checkpoint, in ``probe_results/NAME.json``
@@ -31,7 +31,7 @@ RESULTS_DIR = "probe_results"
 
 
 def default_checkpoint() -> Path:
-    """The last checkpoint of the shipped strict demo run."""
+    """Return the last checkpoint of the shipped strict demo run."""
     run = DEMO_RUNS / "demo-strict"
     checkpoints = sorted(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
     if not checkpoints:
@@ -161,7 +161,7 @@ def cache_root() -> Path:
 
 
 def results_path(probe: ProbeInput, name: str) -> Path:
-    """Where a probe's result lives: next to the checkpoint when writable, else in the cache."""
+    """Return the path of a probe's result: next to the checkpoint when writable, else in the cache."""
     beside = probe.checkpoint / RESULTS_DIR
     if os.access(probe.checkpoint, os.W_OK) and (not beside.exists() or os.access(beside, os.W_OK)):
         return beside / f"{name}.json"
@@ -183,7 +183,7 @@ def provenance(probe: ProbeInput, name: str, version: int, seed: int, options: d
 
 
 def load_stored(path: Path, expected: dict) -> dict | None:
-    """The stored payload when its provenance matches ``expected`` (the checkpoint path aside)."""
+    """Return the stored payload when its provenance matches ``expected`` (the checkpoint path aside), else None."""
     if not path.is_file():
         return None
     try:

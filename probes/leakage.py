@@ -370,7 +370,7 @@ def check_batch_independence(target: ModelUnderTest, sequences: list[list[int]],
 
 @torch.no_grad()
 def check_incremental(target: ModelUnderTest, sequences: list[list[int]], tolerance: float, seed: int) -> CheckResult:
-    """The model's incremental path, with pieces of several sizes, gives the full-sequence logits."""
+    """Check that the model's incremental path, fed pieces of several sizes, gives the full-sequence logits."""
     result = CheckResult("incremental")
     if not target.supports_pieces():
         result.note = "the model has no incremental path (forward_in_pieces or a key/value cache)"
@@ -563,7 +563,7 @@ def format_report(report: LeakageReport) -> str:
 
 
 def write_junit(reports: list[LeakageReport], path: Path) -> None:
-    """One test case per check and model, for CI systems that read JUnit XML."""
+    """Write JUnit XML with one test case per check and model, for CI systems."""
     suite = ElementTree.Element("testsuite", name="probes.leakage")
     count = failures = skipped = 0
     for report in reports:

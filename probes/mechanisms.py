@@ -1,4 +1,4 @@
-"""Where a leak comes from, for models with hook points (SCMT).
+"""Leak attribution for models with hook points (SCMT).
 
 For each analysed leaking trial the clean and the perturbed sequence run side
 by side, three ways:

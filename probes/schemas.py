@@ -254,7 +254,7 @@ def match_schemas(checkpoint_a: str | Path, checkpoint_b: str | Path) -> pd.Data
 
 
 def fragment_svg(ngram: str, size: int = 200) -> str | None:
-    """An SVG drawing of the molecule fragment an n-gram of SELFIES symbols decodes to, or None."""
+    """Draw, as SVG, the molecule fragment an n-gram of SELFIES symbols decodes to; None when it decodes to none."""
     import selfies
     from rdkit import Chem, RDLogger
     from rdkit.Chem.Draw import rdMolDraw2D
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probes.schemas", description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument("--top-k", type=int, default=5, help="entries listed per schema (default 5)")
-    parser.add_argument("--max-n", type=int, default=4, help="longest n-gram, in symbols (default 4)")
+    parser.add_argument("--max-n", type=int, default=4, help="maximum n-gram length, in symbols (default 4)")
     parser.add_argument("--min-count", type=int, default=3, help="ignore n-grams seen fewer times (default 3)")
     parser.add_argument("--match", default=None, help="another checkpoint of the run: print the schema matching instead")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from scmt import SCMTForCausalLM
 from scmt.checkpoint import CheckpointError, checkpoint_format, load_checkpoint, read_config_json
 from scmt.data import PROBE_SET_FILE, load_probe_set
 
-#: Where the shipped demo runs live, the default target.
+#: Directory of the shipped demo runs, the default target.
 DEMO_RUNS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
@@ -68,7 +68,7 @@ class ModelUnderTest:
         return not isinstance(self.model, SCMTForCausalLM) and hasattr(self.model, "prepare_inputs_for_generation")
 
     def logits_in_pieces(self, input_ids: torch.Tensor, piece_sizes: list[int]) -> torch.Tensor:
-        """The model's own incremental path: its ``forward_in_pieces``, or a HF key/value cache."""
+        """Run the model's own incremental path: its ``forward_in_pieces``, or a HF key/value cache."""
         if callable(getattr(self.model, "forward_in_pieces", None)):
             return self.model.forward_in_pieces(input_ids, piece_sizes)
         # transformers 5 names the cache argument and output "cache"; earlier releases "past_key_values".
@@ -177,12 +177,12 @@ def resolve_targets(target: str | None) -> list[str]:
     if not path.exists():
         raise TargetError(f"{target} not found: pass a checkpoint directory, a runs directory or module:callable")
     if not path.is_dir():
-        raise TargetError(f"{target} is a file: pass the checkpoint directory that holds config.json")
+        raise TargetError(f"{target} is a file: pass the checkpoint directory that contains config.json")
     if is_checkpoint_dir(path):
         return [str(path)]
     found = sorted({str(child.parent) for child in path.glob("*/config.json")} | {str(child.parent) for child in path.glob("*/*/config.json")})
     if not found:
-        raise TargetError(f"{target} holds no checkpoint (no config.json up to two levels down)")
+        raise TargetError(f"{target} contains no checkpoint (no config.json up to two levels down)")
     return sorted(found, key=_checkpoint_sort_key)
 
 

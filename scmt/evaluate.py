@@ -46,7 +46,7 @@ def load_run(checkpoint: Path) -> tuple[torch.nn.Module, object, dict]:
 
 
 def rebuild_splits(record: dict):
-    """The corpus and its (train, eval) index lists, exactly as the run split them."""
+    """Rebuild the corpus and its (train, eval) index lists exactly as the run split them."""
     options = record["options"]
     expected = record["data"]["sha256"]
     actual = file_fingerprint(options["data"])
