@@ -36,6 +36,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -51,6 +52,7 @@ from .targets import ModelUnderTest, TargetError, load_target, resolve_targets
 CHECKS = ("future_perturbation", "gradient", "batch_independence", "incremental", "padding")
 SUFFIX_KINDS = ("random", "donor", "padding")
 REPORT_VERSION = 1
+#: Sequences tested per model: the longest of the probe set (or data) up to this many.
 MAX_SEQUENCES = 16
 PROFILE_LENGTH = 32
 
@@ -147,7 +149,10 @@ def load_data_file(path: str, target: ModelUnderTest) -> list[list[int]]:
     if not file.is_file():
         raise TargetError(f"--data {path} not found")
     if file.suffix == ".json":
-        loaded = json.loads(file.read_text(encoding="utf-8"))
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TargetError(f"--data {path} is not valid JSON ({error}): pass a list of token-id lists or a probe set") from None
         ids = loaded.get("input_ids") if isinstance(loaded, dict) else loaded
         if not isinstance(ids, list) or not all(isinstance(row, list) for row in ids):
             raise TargetError(f"--data {path}: expected a JSON list of token-id lists or a probe set with input_ids")
@@ -157,7 +162,10 @@ def load_data_file(path: str, target: ModelUnderTest) -> list[list[int]]:
     if file.suffix == ".csv":
         from scmt.data import load_molecules
 
-        texts = load_molecules(file).texts
+        try:
+            texts = load_molecules(file).texts
+        except ValueError as error:
+            raise TargetError(f"--data {path}: {error}") from None
     else:
         texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     return target.tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -591,7 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, help="write the full report as JSON to this path")
     parser.add_argument("--junit", default=None, help="write JUnit XML (one test case per check) to this path")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--trials", type=int, default=512, help="future-perturbation trials per model (default 512)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=512,
+        help="future-perturbation trials per model (default 512), rounded down to whole cuts per sequence and "
+        "suffix kind, and capped by the cuts each sequence offers",
+    )
     parser.add_argument("--checks", default=",".join(CHECKS), help=f"comma-separated checks (default: all of {','.join(CHECKS)})")
     parser.add_argument("--tolerance", type=float, default=None, help="fixed |Δ logit| tolerance instead of the measured one")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -599,6 +613,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, help="sequences to test: JSON token ids or probe set, or a SMILES CSV / text file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def output_path_problem(value: str | None) -> str | None:
+    """Why a report could not be written to ``value`` (None when it can), checked before the run."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        return "is a directory: pass a file path"
+    if not path.parent.is_dir():
+        return f"directory {path.parent} not found: create it first"
+    if not os.access(path.parent, os.W_OK):
+        return f"directory {path.parent} is not writable"
+    return None
 
 
 def fail(message: str) -> int:
@@ -614,14 +642,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if exit_request.code else 0
     checks = tuple(name.strip() for name in args.checks.split(",") if name.strip())
     unknown = sorted(set(checks) - set(CHECKS))
-    if unknown or not checks:
-        return fail(f"--checks {args.checks!r}: unknown {unknown or 'empty list'}; choose from {','.join(CHECKS)}")
+    if not checks:
+        return fail(f"--checks {args.checks!r} names no check: choose from {','.join(CHECKS)}")
+    if unknown:
+        return fail(f"--checks {args.checks!r}: unknown {unknown}; choose from {','.join(CHECKS)}")
     if args.trials < 1:
         return fail(f"--trials {args.trials}: pass at least 1")
     if args.tolerance is not None and args.tolerance < 0:
         return fail(f"--tolerance {args.tolerance}: pass a non-negative number")
     if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
-        return fail(f"--device {args.device}: not available here; use cpu")
+        return fail(f"--device {args.device}: invalid or unavailable here; use cpu, or cuda on a machine with a GPU")
+    for option, value in (("--json", args.json), ("--junit", args.junit)):
+        problem = output_path_problem(value)
+        if problem:
+            return fail(f"{option} {value}: {problem}")
 
     from transformers.utils import logging as hf_logging
 

@@ -2,8 +2,10 @@
 
     python -m scmt.evaluate CKPT [--samples 200] [--seed 0] [--json PATH]
 
-Reports the LM loss and perplexity on the run's held-out split (rebuilt from
-its recorded data file, seed and split), then samples sequences from ``<s>``
+Reports the LM loss and perplexity on the run's held-out split, rebuilt from
+its recorded data file, seed and split. The loss is averaged over tokens, so it
+can differ in the fourth decimal from the trainer's ``eval_loss``, an average
+over batches. Then it samples sequences from ``<s>``
 and, for molecule runs, the share that are valid (the SELFIES decodes and RDKit
 sanitises the molecule), unique among the valid ones, and novel (not in the
 training split).
@@ -156,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 0 or args.batch_size < 1:
         parser.error("--samples must be >= 0 and --batch-size >= 1")
 
+    if args.json:
+        target = Path(args.json)
+        if target.is_dir() or not target.parent.is_dir():
+            print(f"error: --json {args.json}: pass a file path in an existing directory", file=sys.stderr)
+            return 2
     checkpoint = Path(args.checkpoint)
     try:
         checkpoint_format(checkpoint)

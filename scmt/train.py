@@ -47,7 +47,7 @@ from .tokenization import build_selfies_symbol_tokenizer, load_ngram_tokenizer, 
 
 RUN_CONFIG_FILE = "run_config.json"
 # Options that may change between a run and its resumption without making it another run.
-RESUMABLE_OPTIONS = {"resume", "no_progress", "logging_steps", "epochs", "max_steps"}
+RESUMABLE_OPTIONS = {"resume", "no_progress", "logging_steps", "epochs", "max_steps", "output_dir"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +108,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--text needs --data PATH of a text corpus")
     if args.text and args.tokenizer in ("symbols", "ngram"):
         parser.error(f"--tokenizer {args.tokenizer} reads SELFIES: use --tokenizer bpe for a text corpus")
+    if not 0 < args.eval_fraction < 1:
+        parser.error(f"--eval-fraction {args.eval_fraction}: it must lie strictly between 0 and 1")
     if args.epochs <= 0 and args.max_steps <= 0:
         parser.error("pass a positive --epochs or --max-steps")
 
@@ -128,30 +130,47 @@ def run_identity(args: argparse.Namespace) -> dict:
     return {key: value for key, value in sorted(vars(args).items()) if key not in RESUMABLE_OPTIONS}
 
 
-def prepare_output_dir(args: argparse.Namespace) -> Path:
-    """Create the run directory, or check that it holds this same run; never overwrite another."""
+def prepare_output_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """Check the run directory: new or empty, or (with --resume) this same run; never overwrite another.
+
+    With --resume the recorded options are adopted, so only the options that may
+    change (steps, epochs, logging, progress) need to be passed again.
+    """
     output = Path(args.output_dir)
     record = output / RUN_CONFIG_FILE
     if output.exists() and not output.is_dir():
         raise SystemExit(f"error: --output-dir {output} is a file: choose a directory")
+    if args.resume:
+        if not record.is_file():
+            raise SystemExit(f"error: --resume: {output} contains no scmt run to resume")
+        if not any(output.glob("checkpoint-*")):
+            raise SystemExit(f"error: --resume: {output} has no checkpoint yet: delete the directory to start again")
+        previous = json.loads(record.read_text(encoding="utf-8")).get("options", {})
+        explicit = {key for key, value in vars(args).items() if value != parser.get_default(key)}
+        changed = sorted(
+            key for key in explicit - RESUMABLE_OPTIONS if key in previous and previous[key] != getattr(args, key)
+        )
+        if changed:
+            raise SystemExit(
+                f"error: --resume continues the recorded run, but these options differ from it: {', '.join(changed)}: "
+                f"drop them, or train into a new directory"
+            )
+        for key, value in previous.items():
+            if key not in RESUMABLE_OPTIONS:
+                setattr(args, key, value)
+        return output
     if output.exists() and any(output.iterdir()):
         if not record.is_file():
-            raise SystemExit(f"error: --output-dir {output} is not empty and holds no scmt run: choose an empty or new directory")
+            raise SystemExit(f"error: --output-dir {output} is not empty and contains no scmt run: choose an empty or new directory")
         previous = json.loads(record.read_text(encoding="utf-8")).get("options", {})
         current = run_identity(args)
         changed = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
         if changed:
             raise SystemExit(
-                f"error: --output-dir {output} holds a different run (options differ: {', '.join(changed)}): "
+                f"error: --output-dir {output} contains a different run (options differ: {', '.join(changed)}): "
                 f"choose a new directory"
             )
-        if not args.resume:
-            raise SystemExit(f"error: --output-dir {output} already holds this run: pass --resume to continue it")
-        if not any(output.glob("checkpoint-*")):
-            raise SystemExit(f"error: --resume: {output} has no checkpoint yet: delete the directory to start again")
-    elif args.resume:
-        raise SystemExit(f"error: --resume: {output} holds no run to resume")
-    output.mkdir(parents=True, exist_ok=True)
+        raise SystemExit(f"error: --output-dir {output} already contains this run: pass --resume to continue it")
     return output
 
 
@@ -282,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args, parser)
-    output = prepare_output_dir(args)
+    output = prepare_output_dir(args, parser)
     started = time.time()
 
     try:
@@ -318,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             "truncated": truncated,
         },
     }
+    # The directory is created only now, so a run that fails on its data leaves nothing behind.
+    output.mkdir(parents=True, exist_ok=True)
     (output / RUN_CONFIG_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
     save_probe_set(make_probe_set(tokenizer, eval_texts, args.seed, args.probe_size, args.seq_len), output)
 
@@ -358,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
 
+    # wall_seconds covers this invocation only (after --resume, the resumed part).
     summary = {"wall_seconds": round(time.time() - started, 1), "global_step": trainer.state.global_step}
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     if evaluations:

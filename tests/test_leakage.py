@@ -121,6 +121,9 @@ def test_upper_bound_states_confidence():
         (["probes.broken_models:nothing_here"], "no callable"),
         ([str(STRICT), "--device", "tpu"], "--device tpu"),
         ([str(STRICT), "--data", "/nonexistent.json"], "--data /nonexistent.json not found"),
+        ([str(STRICT), "--json", "/nonexistent/dir/report.json"], "create it first"),
+        ([str(STRICT), "--junit", "/tmp"], "is a directory"),
+        ([str(STRICT), "--checks", ""], "names no check"),
     ],
 )
 def test_unrunnable_exits_two(argv, message, capsys):
@@ -134,6 +137,17 @@ def test_corrupt_checkpoint_exits_two(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{broken")
     assert gate([str(tmp_path), "--no-progress"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_bad_data_files_exit_two(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert gate([str(STRICT), "--no-progress", "--data", str(broken)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    csv = tmp_path / "mols.csv"
+    csv.write_text("smiles\nCCO\n")
+    assert gate([str(STRICT), "--no-progress", "--data", str(csv)]) == 2
+    assert "no column 'SMILES'" in capsys.readouterr().err
 
 
 def test_data_option_takes_token_ids(tmp_path):

@@ -86,7 +86,7 @@ def test_same_run_needs_resume(strict_run):
 
 def test_foreign_directory_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="holds no scmt run"):
+    with pytest.raises(SystemExit, match="contains no scmt run"):
         train(["--output-dir", str(tmp_path), "--max-steps", "5", *TINY])
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
@@ -155,3 +155,32 @@ def test_evaluate_reports_molecules(strict_run, tmp_path, capsys):
 def test_evaluate_missing_checkpoint(tmp_path, capsys):
     assert evaluate_cli.main([str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_resume_adopts_recorded_options(tmp_path):
+    run = tmp_path / "adopt"
+    assert train(["--output-dir", str(run), "--max-steps", "10", *TINY]) == 0
+    # Only the step budget is repeated; the width and the rest come from run_config.json.
+    assert train(["--output-dir", str(run), "--max-steps", "20", "--resume", "--no-progress"]) == 0
+    assert json.loads((run / "checkpoint-20" / "config.json").read_text())["d_model"] == 32
+
+
+def test_resume_with_other_width_refused(tmp_path):
+    run = tmp_path / "other"
+    assert train(["--output-dir", str(run), "--max-steps", "10", *TINY]) == 0
+    with pytest.raises(SystemExit, match="differ from it: d_model"):
+        train(["--output-dir", str(run), "--max-steps", "20", "--resume", "--d-model", "64"])
+
+
+def test_failed_run_leaves_no_directory(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles\nCCO\n")
+    with pytest.raises(SystemExit):
+        train(["--output-dir", str(tmp_path / "never"), "--data", str(data), "--max-steps", "2", *TINY])
+    assert not (tmp_path / "never").exists()
+
+
+def test_eval_fraction_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train(["--output-dir", str(tmp_path / "x"), "--eval-fraction", "1.5"])
+    assert "--eval-fraction 1.5" in capsys.readouterr().err
