@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from scmt import SCMTForCausalLM, trace
 from scmt.checkpoint import CheckpointError, load_checkpoint
 from scmt.data import PROBE_SET_FILE, load_probe_set
 
-from .targets import DEMO_RUNS, TargetError, _load_tokenizer
+from .targets import DEMO_RUNS, TargetError, _load_tokenizer, read_token_sequences
 
 RESULT_FORMAT = 1
 RESULTS_DIR = "probe_results"
@@ -76,7 +77,7 @@ def load_probe_input(checkpoint: str | Path | None = None, data: str | Path | No
         raise TargetError(str(error)) from None
     tokenizer = _load_tokenizer(directory)
     if data is not None:
-        sequences = _read_sequences(Path(data), tokenizer)
+        sequences = read_token_sequences(data, tokenizer, str(directory))
         source = str(data)
     elif (directory / PROBE_SET_FILE).is_file():
         sequences = load_probe_set(directory)["input_ids"]
@@ -98,26 +99,6 @@ def load_probe_input(checkpoint: str | Path | None = None, data: str | Path | No
         checkpoint_fingerprint=sha256_of_files([directory / "config.json", *weights])[:16],
         data_fingerprint=hashlib.sha256(json.dumps(sequences).encode()).hexdigest()[:16],
     )
-
-
-def _read_sequences(path: Path, tokenizer) -> list[list[int]]:
-    if not path.is_file():
-        raise TargetError(f"--data {path} not found")
-    if path.suffix == ".json":
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-        ids = loaded.get("input_ids") if isinstance(loaded, dict) else loaded
-        if not isinstance(ids, list):
-            raise TargetError(f"--data {path}: expected a list of token-id lists or a probe set")
-        return ids
-    if tokenizer is None:
-        raise TargetError(f"--data {path} is text but the checkpoint has no tokenizer: pass token ids as JSON")
-    if path.suffix == ".csv":
-        from scmt.data import load_molecules
-
-        texts = load_molecules(path).texts
-    else:
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return tokenizer(texts, add_special_tokens=True)["input_ids"]
 
 
 @torch.no_grad()
@@ -257,3 +238,15 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N sequences")
     parser.add_argument("--refresh", action="store_true", help="recompute even when a stored result is still valid")
+
+
+def run_cli(compute) -> ProbeResult | None:
+    """Call a probe for a CLI: print a one-line error and return None when its input is unusable."""
+    try:
+        result = compute()
+    except TargetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    origin = "stored result" if result.reused else "computed"
+    print(f"{result.provenance['checkpoint']} ({origin}, {result.path})")
+    return result

@@ -17,8 +17,7 @@ import sys
 import pandas as pd
 import torch
 
-from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record
-from .targets import TargetError
+from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record, run_cli
 
 PROBE_VERSION = 1
 HOOKS = ["hook_entropy", "hook_entropy_norm", "hook_threshold", "hook_write"]
@@ -86,13 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probes.entropy", description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        result = entropy_probe(args.checkpoint, args.data, args.seed, args.limit, args.refresh)
-    except TargetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    result = run_cli(lambda: entropy_probe(args.checkpoint, args.data, args.seed, args.limit, args.refresh))
+    if result is None:
         return 2
     values = result.values
-    print(f"{result.provenance['checkpoint']} ({'stored result' if result.reused else 'computed'}, {result.path})")
     print(
         f"{values['sequences']} sequences, {values['positions']} positions: mean entropy {values['mean_entropy']:.3f} nats, "
         f"write rate {values['write_rate']:.1%}"

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -47,7 +46,7 @@ import torch
 from tqdm import tqdm
 
 from .stats import wilson_upper
-from .targets import ModelUnderTest, TargetError, load_target, resolve_targets
+from .targets import ModelUnderTest, TargetError, load_target, read_token_sequences, resolve_targets
 
 CHECKS = ("future_perturbation", "gradient", "batch_independence", "incremental", "padding")
 SUFFIX_KINDS = ("random", "donor", "padding")
@@ -141,34 +140,6 @@ def choose_sequences(target: ModelUnderTest, data: list[list[int]] | None, seed:
     usable = [list(row[:limit]) for row in data if len(row) >= 8]
     usable.sort(key=len, reverse=True)
     return usable[:MAX_SEQUENCES], source
-
-
-def load_data_file(path: str, target: ModelUnderTest) -> list[list[int]]:
-    """Token sequences from a probe_set.json, or a text/CSV file tokenised with the target's tokenizer."""
-    file = Path(path)
-    if not file.is_file():
-        raise TargetError(f"--data {path} not found")
-    if file.suffix == ".json":
-        try:
-            loaded = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise TargetError(f"--data {path} is not valid JSON ({error}): pass a list of token-id lists or a probe set") from None
-        ids = loaded.get("input_ids") if isinstance(loaded, dict) else loaded
-        if not isinstance(ids, list) or not all(isinstance(row, list) for row in ids):
-            raise TargetError(f"--data {path}: expected a JSON list of token-id lists or a probe set with input_ids")
-        return ids
-    if target.tokenizer is None:
-        raise TargetError(f"--data {path} is text, but {target.name} has no tokenizer: pass token ids as JSON")
-    if file.suffix == ".csv":
-        from scmt.data import load_molecules
-
-        try:
-            texts = load_molecules(file).texts
-        except ValueError as error:
-            raise TargetError(f"--data {path}: {error}") from None
-    else:
-        texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return target.tokenizer(texts, add_special_tokens=True)["input_ids"]
 
 
 # --- noise and tolerance ---------------------------------------------------------------
@@ -666,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in resolve_targets(args.target):
             target = load_target(spec)
-            data = load_data_file(args.data, target) if args.data else None
+            data = read_token_sequences(args.data, target.tokenizer, target.name) if args.data else None
             report = run_gate(
                 target,
                 seed=args.seed,

@@ -17,10 +17,8 @@ import argparse
 import sys
 
 import pandas as pd
-import torch
 
-from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record
-from .targets import TargetError
+from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record, run_cli
 
 PROBE_VERSION = 2
 HOOKS = ["hook_entropy_norm", "hook_threshold", "hook_write", "hook_memory_events", "hook_read_mask", "hook_read_weights"]
@@ -123,13 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probes.memory", description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        result = memory_probe(args.checkpoint, args.data, args.seed, args.limit, args.refresh)
-    except TargetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    result = run_cli(lambda: memory_probe(args.checkpoint, args.data, args.seed, args.limit, args.refresh))
+    if result is None:
         return 2
     values = result.values
-    print(f"{result.provenance['checkpoint']} ({'stored result' if result.reused else 'computed'}, {result.path})")
     print(
         f"{values['mode']} mode, {values['mem_size']} slots: write rate {values['write_rate']:.1%}, "
         f"reads with nothing visible {values['empty_read_rate']:.1%}, {values['evictions']} evictions "

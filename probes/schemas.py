@@ -32,7 +32,7 @@ import torch
 from scmt import patch
 from scmt.checkpoint import load_checkpoint
 
-from .common import ProbeResult, add_common_arguments, cached_run, load_probe_input, record
+from .common import ProbeResult, add_common_arguments, cached_run, default_checkpoint, load_probe_input, record, run_cli
 from .targets import TargetError
 
 PROBE_VERSION = 1
@@ -283,19 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.max_n < 1 or args.min_count < 1:
         parser.error("--top-k, --max-n and --min-count must be at least 1")
-    try:
-        if args.match:
-            from .common import default_checkpoint
-
+    if args.match:
+        try:
             matching = match_schemas(args.checkpoint or default_checkpoint(), args.match)
-            print(matching.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-            return 0
-        result = schema_probe(args.checkpoint, args.data, args.seed, args.limit, args.top_k, args.max_n, args.min_count, args.refresh)
-    except TargetError as error:
-        print(f"error: {error}", file=sys.stderr)
+        except TargetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(matching.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        return 0
+    result = run_cli(
+        lambda: schema_probe(args.checkpoint, args.data, args.seed, args.limit, args.top_k, args.max_n, args.min_count, args.refresh)
+    )
+    if result is None:
         return 2
     values = result.values
-    print(f"{result.provenance['checkpoint']} ({'stored result' if result.reused else 'computed'}, {result.path})")
     print(
         f"{values['num_schemas']} schemas: routing entropy {values['routing_entropy']:.4f} nats "
         f"(uniform {values['uniform_routing_entropy']:.4f}), {values['dead_schemas']} dead, "

@@ -10,6 +10,7 @@ whose forward takes B×L token ids and returns logits (or an object with
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +197,34 @@ def load_target(spec: str) -> ModelUnderTest:
     if ":" in spec and not Path(spec).exists():
         return load_factory_target(spec)
     return load_checkpoint_target(Path(spec))
+
+
+def read_token_sequences(path: str | Path, tokenizer, owner: str) -> list[list[int]]:
+    """Read token sequences from JSON (id lists or a probe set), or tokenise a SMILES CSV or text file.
+
+    ``owner`` names the checkpoint whose ``tokenizer`` is used, for the error message.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise TargetError(f"--data {path} not found")
+    if file.suffix == ".json":
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TargetError(f"--data {path} is not valid JSON ({error}): pass a list of token-id lists or a probe set") from None
+        ids = loaded.get("input_ids") if isinstance(loaded, dict) else loaded
+        if not isinstance(ids, list) or not all(isinstance(row, list) for row in ids):
+            raise TargetError(f"--data {path}: expected a JSON list of token-id lists or a probe set with input_ids")
+        return ids
+    if tokenizer is None:
+        raise TargetError(f"--data {path} is text, but {owner} has no tokenizer: pass token ids as JSON")
+    if file.suffix == ".csv":
+        from scmt.data import load_molecules
+
+        try:
+            texts = load_molecules(file).texts
+        except ValueError as error:
+            raise TargetError(f"--data {path}: {error}") from None
+    else:
+        texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return tokenizer(texts, add_special_tokens=True)["input_ids"]

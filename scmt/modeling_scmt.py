@@ -35,7 +35,6 @@ from transformers.utils import ModelOutput
 from .configuration_scmt import SCMTConfig
 from .hooks import HookPoint
 from .memory import (
-    MemoryEvents,
     SCMTMemory,
     build_pool,
     final_slots,

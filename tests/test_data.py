@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from scmt.data import encode_texts, load_molecules, load_text, make_probe_set, split_indices
 from scmt.tokenization import build_selfies_symbol_tokenizer
