@@ -22,7 +22,9 @@ import streamlit as st
 APP_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(APP_DIR.parent))
 
-from probes.targets import DEMO_RUNS  # noqa: E402
+# The shipped demo runs; torch is imported only when a page needs a model, to keep start-up fast.
+DEMO_RUNS = APP_DIR.parent / "checkpoints"
+CAUSAL_SWITCHES = ("prefix_entropy_norm", "read_as_of_step", "zero_empty_read", "carry_write_times")
 
 PAGES = ("Overview", "Schemas", "Entropy", "Memory", "Leakage", "Compare")
 
@@ -74,13 +76,37 @@ def is_scmt(path: Path) -> bool:
     return config.get("model_type", "scmt") == "scmt"
 
 
+def parameter_count(path: Path) -> int | None:
+    """Parameters stored in model.safetensors, read from its header alone (tied tensors once)."""
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return None
+    with weights.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+    total = 0
+    for name, entry in header.items():
+        if name != "__metadata__":
+            count = 1
+            for dimension in entry["shape"]:
+                count *= dimension
+            total += count
+    return total
+
+
+def model_mode(config: dict) -> str:
+    if config.get("model_type", "scmt") != "scmt":
+        return config.get("model_type", "?")
+    flags = [bool(config.get(name, False)) for name in CAUSAL_SWITCHES]
+    return "strict" if all(flags) else "legacy" if not any(flags) else "custom"
+
+
 def page_overview(path: Path) -> None:
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    target = load_model(str(path))
-    parameters = sum(p.numel() for p in target.model.parameters())
-    mode = getattr(target.model.config, "causal_mode", config.get("model_type", "?"))
+    parameters = parameter_count(path)
+    mode = model_mode(config)
     columns = st.columns(3)
-    columns[0].metric("parameters", f"{parameters:,}")
+    columns[0].metric("parameters", f"{parameters:,}" if parameters is not None else "n/a")
     columns[1].metric("mode", mode)
     columns[2].metric("vocabulary", config.get("vocab_size"))
     history = log_history(path)
@@ -105,15 +131,97 @@ def page_schemas(path: Path) -> None:
     )
     st.subheader("most active n-grams in context")
     st.dataframe(tables["ngrams"], key="ngrams")
+    show_fragments(tables["ngrams"])
     st.subheader("published readout")
     st.dataframe(tables["readout"], key="readout")
     similarity = tables["similarity"].pivot(index="schema_a", columns="schema_b", values="similarity")
     st.plotly_chart(px.imshow(similarity, title="schema key similarity"), key="similarity")
     st.plotly_chart(px.scatter(tables["map"], x="x", y="y", color="cluster", text="schema", title=f"2-D map ({values['map_method']})"), key="map")
     st.plotly_chart(px.bar(tables["ablation"], x="schema", y="delta_loss", title="held-out loss change when ablated"), key="ablation")
+    drift = schema_drift(str(path.parent), path.name)
+    if not drift.empty:
+        st.plotly_chart(px.line(drift, x="step", y="similarity", color="schema", title="key cosine to the matched schema of this checkpoint"), key="drift")
+
+
+def show_fragments(ngrams: pd.DataFrame, limit: int = 6) -> None:
+    """Draw the molecule fragments of the top n-grams that decode to one."""
+    from probes.schemas import fragment_svg
+
+    top = ngrams[ngrams["rank"] == 0].drop_duplicates("ngram").head(limit)
+    columns = st.columns(max(1, len(top)))
+    for column, row in zip(columns, top.itertuples()):
+        svg = fragment_svg(row.ngram, size=160)
+        if svg:
+            column.image(svg, caption=f"schema {row.schema}: {row.ngram}")
+
+
+@st.cache_data(show_spinner="Matching schemas across the run…")
+def schema_drift(run: str, current: str) -> pd.DataFrame:
+    """Per schema of ``current``, its key cosine to the matched schema at each checkpoint of the run."""
+    from probes.schemas import match_schemas
+
+    frames = []
+    for checkpoint in find_checkpoints(Path(run).parent).get(Path(run).name, []):
+        step = int(checkpoint.name.split("-")[-1]) if checkpoint.name.split("-")[-1].isdigit() else -1
+        matching = match_schemas(Path(run) / current, checkpoint)
+        frames.append(pd.DataFrame({"step": step, "schema": matching["schema_a"], "similarity": matching["similarity"]}))
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def typed_sequence_ids(text: str, tokenizer) -> list[int]:
+    """Token ids of a typed molecule: SELFIES as given, SMILES converted first. Raises ValueError."""
+    import selfies
+
+    text = text.strip()
+    if not text.startswith("["):
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        if Chem.MolFromSmiles(text) is None:
+            raise ValueError(f"{text!r} is not a valid SMILES (nor SELFIES, which starts with '[')")
+        text = selfies.encoder(text)
+    else:
+        try:
+            selfies.decoder(text)
+        except selfies.DecoderError as error:
+            raise ValueError(f"{text!r} is not valid SELFIES ({error})") from None
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def typed_entropy_curve(path: Path, text: str) -> pd.DataFrame:
+    import torch
+
+    from scmt import trace
+
+    target = load_model(str(path))
+    ids = typed_sequence_ids(text, target.tokenizer)[: target.model.config.max_len]
+    names = ["hook_entropy", "hook_entropy_norm", "hook_threshold", "hook_write"]
+    with torch.no_grad(), trace(target.model, names) as cache:
+        target.model(torch.tensor([ids]))
+    return pd.DataFrame(
+        {
+            "position": range(len(ids)),
+            "token": target.tokenizer.convert_ids_to_tokens(ids),
+            "entropy": cache["hook_entropy"][0].double().numpy(),
+            "entropy_norm": cache["hook_entropy_norm"][0].double().numpy(),
+            "threshold": cache["hook_threshold"][0].double().numpy(),
+            "wrote": cache["hook_write"][0].numpy(),
+        }
+    )
 
 
 def page_entropy(path: Path) -> None:
+    typed = st.text_input("type a molecule (SMILES or SELFIES) to trace it", key="typed_molecule")
+    if typed.strip():
+        try:
+            rows = typed_entropy_curve(path, typed)
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            figure = px.line(rows, x="position", y=["entropy", "entropy_norm", "threshold"], hover_data=["token"], title="typed molecule")
+            writes = rows[rows["wrote"]]
+            figure.add_scatter(x=writes["position"], y=writes["entropy_norm"], mode="markers", name="write")
+            st.plotly_chart(figure, key="typed_curve")
     tables, values = probe_tables("entropy", str(path))
     st.write(f"Entropy predicts next-token loss: Pearson {values['pearson_entropy_loss']:.3f}, Spearman {values['spearman_entropy_loss']:.3f}.")
     by_position = tables["by_position"]
@@ -170,6 +278,10 @@ def page_leakage(path: Path) -> None:
         st.json(worst)
 
 
+def column_key(path: Path) -> str:
+    return f"{path.parent.name}_{path.name}"
+
+
 def page_compare(runs: dict[str, list[Path]]) -> None:
     choices = [str(path) for checkpoints in runs.values() for path in checkpoints]
     left, right = st.columns(2)
@@ -179,9 +291,17 @@ def page_compare(runs: dict[str, list[Path]]) -> None:
         history = log_history(path)
         evaluations = history.dropna(subset=["eval_loss"]) if "eval_loss" in history else history.iloc[0:0]
         column.metric("held-out loss", f"{evaluations['eval_loss'].iloc[-1]:.4f}" if not evaluations.empty else "n/a")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        column.metric("mode", model_mode(config))
         if is_scmt(path):
             _, values = probe_tables("memory", str(path))
             column.metric("write rate", f"{values['write_rate']:.1%}")
+            column.metric("reads with nothing visible", f"{values['empty_read_rate']:.1%}")
+            occupancy, _ = probe_tables("memory", str(path))
+            column.plotly_chart(px.line(occupancy["occupancy"], x="position", y="occupancy_mean", title="occupancy"), key=f"occupancy_{column_key(path)}")
+        report = path / "probe_results" / "leakage.json"
+        if report.is_file():
+            column.metric("gate verdict", json.loads(report.read_text(encoding="utf-8"))["verdict"])
 
 
 def main() -> None:

@@ -82,3 +82,18 @@ def test_root_without_checkpoints(tmp_path):
     app.run()
     app.text_input(key="root").set_value(str(tmp_path)).run()
     assert "holds no checkpoint" in app.error[0].value
+
+
+def test_typed_smiles_is_traced(runs_root):
+    app = open_app(runs_root, "Entropy", run="demo-strict")
+    app.text_input(key="typed_molecule").set_value("CCO").run()
+    assert not app.exception
+    assert not app.error
+    assert len(app.get("plotly_chart")) >= 3
+
+
+def test_invalid_typed_molecule_is_reported(runs_root):
+    app = open_app(runs_root, "Entropy", run="demo-strict")
+    app.text_input(key="typed_molecule").set_value("C1CC(").run()
+    assert not app.exception
+    assert "not a valid SMILES" in app.error[0].value
