@@ -98,7 +98,11 @@ def model_mode(config: dict) -> str:
     if config.get("model_type", "scmt") != "scmt":
         return config.get("model_type", "?")
     flags = [bool(config.get(name, False)) for name in CAUSAL_SWITCHES]
-    return "strict" if all(flags) else "legacy" if not any(flags) else "custom"
+    if all(flags):
+        return "strict"
+    if not any(flags):
+        return "legacy"
+    return "custom"
 
 
 def page_overview(path: Path) -> None:
