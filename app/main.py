@@ -267,6 +267,8 @@ def page_leakage(path: Path) -> None:
             report = run_gate(load_model(str(path)), trials=256).to_dict()
         report_path.parent.mkdir(exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        # Show the stored report as a fresh page, without the "no report yet" prompt.
+        st.rerun()
     verdict = report["verdict"]
     (st.error if verdict == "leak" else st.success)(f"verdict: {verdict} ({report['dtype']}, seed {report['seed']})")
     checks = pd.DataFrame(
