@@ -140,11 +140,19 @@ def page_schemas(path: Path) -> None:
     st.dataframe(tables["readout"], key="readout")
     similarity = tables["similarity"].pivot(index="schema_a", columns="schema_b", values="similarity")
     st.plotly_chart(px.imshow(similarity, title="schema key similarity"), key="similarity")
-    st.plotly_chart(px.scatter(tables["map"], x="x", y="y", color="cluster", text="schema", title=f"2-D map ({values['map_method']})"), key="map")
+    layout = tables["map"].assign(cluster=lambda frame: frame["cluster"].astype(str))
+    figure = px.scatter(layout, x="x", y="y", color="cluster", text="schema", title=f"2-D map ({values['map_method']})")
+    figure.update_traces(textposition="top center")
+    st.plotly_chart(figure, key="map")
     st.plotly_chart(px.bar(tables["ablation"], x="schema", y="delta_loss", title="held-out loss change when ablated"), key="ablation")
     drift = schema_drift(str(path.parent), path.name)
     if not drift.empty:
-        st.plotly_chart(px.line(drift, x="step", y="similarity", color="schema", title="key cosine to the matched schema of this checkpoint"), key="drift")
+        drift = drift.assign(schema=drift["schema"].astype(str))
+        figure = px.line(
+            drift, x="step", y="similarity", color="schema", color_discrete_sequence=px.colors.qualitative.Alphabet,
+            title="key cosine to the matched schema of this checkpoint",
+        )
+        st.plotly_chart(figure, key="drift")
 
 
 def show_fragments(ngrams: pd.DataFrame, limit: int = 6) -> None:
@@ -198,7 +206,14 @@ def typed_entropy_curve(path: Path, text: str) -> pd.DataFrame:
     from scmt import trace
 
     target = load_model(str(path))
-    ids = typed_sequence_ids(text, target.tokenizer)[: target.model.config.max_len]
+    ids = typed_sequence_ids(text, target.tokenizer)
+    limit = target.model.config.max_len
+    if len(ids) > limit:
+        st.warning(f"The molecule has {len(ids)} tokens; only the first {limit} (the model's max_len) are traced.")
+        ids = ids[:limit]
+    unknown = sum(token == target.tokenizer.unk_token_id for token in ids)
+    if unknown:
+        st.warning(f"{unknown} symbol(s) are not in this checkpoint's vocabulary and are traced as <unk>.")
     names = ["hook_entropy", "hook_entropy_norm", "hook_threshold", "hook_write"]
     with torch.no_grad(), trace(target.model, names) as cache:
         target.model(torch.tensor([ids]))
@@ -250,6 +265,10 @@ def page_memory(path: Path) -> None:
     sequence = st.number_input("sequence", min_value=0, max_value=int(per_position["sequence"].max()), value=0, key="memory_sequence")
     rows = per_position[per_position["sequence"] == sequence]
     st.plotly_chart(px.scatter(rows, x="position", y="slot", color="wrote", hover_data=["token", "evicted_written_at"], title="writes and slots"), key="timeline")
+    st.caption(
+        f"Slot -1: the position did not write. Slot {values['mem_size']}: the write overflowed the "
+        f"{values['mem_size']} slots, so a prune evicted the lowest-scoring entry."
+    )
     st.dataframe(rows[["position", "token", "wrote", "slot", "evicted_written_at", "visible_entries", "top_reads"]], key="trace")
 
 
@@ -288,32 +307,44 @@ def column_key(path: Path) -> str:
     return f"{path.parent.name}_{path.name}"
 
 
-def page_compare(runs: dict[str, list[Path]]) -> None:
-    choices = [str(path) for checkpoints in runs.values() for path in checkpoints]
+def page_compare(runs: dict[str, list[Path]], current: Path) -> None:
+    checkpoints = {f"{path.parent.name}/{path.name}": path for paths in runs.values() for path in paths}
+    labels = list(checkpoints)
+    current_label = f"{current.parent.name}/{current.name}"
     left, right = st.columns(2)
-    first = left.selectbox("left", choices, index=0, key="compare_left")
-    second = right.selectbox("right", choices, index=len(choices) - 1, key="compare_right")
-    for column, path in ((left, Path(first)), (right, Path(second))):
-        history = log_history(path)
-        evaluations = history.dropna(subset=["eval_loss"]) if "eval_loss" in history else history.iloc[0:0]
-        column.metric("held-out loss", f"{evaluations['eval_loss'].iloc[-1]:.4f}" if not evaluations.empty else "n/a")
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        column.metric("mode", model_mode(config))
-        if is_scmt(path):
-            _, values = probe_tables("memory", str(path))
-            column.metric("write rate", f"{values['write_rate']:.1%}")
-            column.metric("reads with nothing visible", f"{values['empty_read_rate']:.1%}")
-            occupancy, _ = probe_tables("memory", str(path))
-            column.plotly_chart(px.line(occupancy["occupancy"], x="position", y="occupancy_mean", title="occupancy"), key=f"occupancy_{column_key(path)}")
-        report = path / "probe_results" / "leakage.json"
-        if report.is_file():
-            column.metric("gate verdict", json.loads(report.read_text(encoding="utf-8"))["verdict"])
+    first = left.selectbox("left", labels, index=labels.index(current_label) if current_label in labels else 0, key="compare_left")
+    second = right.selectbox("right", labels, index=len(labels) - 1, key="compare_right")
+    for column, label in ((left, first), (right, second)):
+        path = checkpoints[label]
+        try:
+            compare_column(column, path)
+        except Exception as error:  # noqa: BLE001  (one unreadable side must not blank the other)
+            column.error(f"{label} could not be shown: {error}")
+
+
+def compare_column(column, path: Path) -> None:
+    history = log_history(path)
+    evaluations = history.dropna(subset=["eval_loss"]) if "eval_loss" in history else history.iloc[0:0]
+    column.metric("held-out loss", f"{evaluations['eval_loss'].iloc[-1]:.4f}" if not evaluations.empty else "n/a")
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    column.metric("mode", model_mode(config))
+    if is_scmt(path):
+        tables, values = probe_tables("memory", str(path))
+        column.metric("write rate", f"{values['write_rate']:.1%}")
+        column.metric("reads with nothing visible", f"{values['empty_read_rate']:.1%}")
+        column.plotly_chart(px.line(tables["occupancy"], x="position", y="occupancy_mean", title="occupancy"), key=f"occupancy_{column_key(path)}")
+    report = path / "probe_results" / "leakage.json"
+    if report.is_file():
+        column.metric("gate verdict", json.loads(report.read_text(encoding="utf-8"))["verdict"])
 
 
 def main() -> None:
     st.set_page_config(page_title="SCMT checkpoint browser", layout="wide")
     root_text = st.sidebar.text_input("checkpoint root", value=command_line_root(), key="root")
     root = Path(root_text)
+    if root.exists() and not root.is_dir():
+        st.error(f"Checkpoint root {root} is not a directory: enter a directory that holds runs.")
+        return
     if not root.is_dir():
         st.error(f"Checkpoint root {root} not found: enter a directory that holds runs.")
         return
@@ -328,7 +359,7 @@ def main() -> None:
     st.title(f"{run} / {checkpoint}")
     try:
         if page == "Compare":
-            page_compare(runs)
+            page_compare(runs, path)
         elif page in ("Schemas", "Entropy", "Memory") and not is_scmt(path):
             st.warning(f"{page} probes need an SCMT checkpoint; {run} is another model.")
         else:

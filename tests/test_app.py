@@ -97,3 +97,15 @@ def test_invalid_typed_molecule_is_reported(runs_root):
     app.text_input(key="typed_molecule").set_value("C1CC(").run()
     assert not app.exception
     assert "not a valid SMILES" in app.error[0].value
+
+
+def test_unknown_symbols_warned(runs_root):
+    app = open_app(runs_root, "Entropy", run="demo-strict")
+    app.text_input(key="typed_molecule").set_value("[C][Xe][C]").run()
+    assert not app.exception
+    assert any("not in this checkpoint's vocabulary" in warning.value for warning in app.warning)
+
+
+def test_compare_defaults_to_sidebar_checkpoint(runs_root):
+    app = open_app(runs_root, "Compare", run="demo-legacy")
+    assert app.selectbox(key="compare_left").value == "demo-legacy/checkpoint-2717"
