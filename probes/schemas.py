@@ -31,6 +31,8 @@ import torch
 
 from scmt import patch
 from scmt.checkpoint import load_checkpoint
+from scmt.evaluate import token_loss
+from scmt.molecules import pad_batch
 
 from .common import ProbeResult, add_common_arguments, cached_run, default_checkpoint, load_probe_input, record, run_cli
 from .targets import TargetError
@@ -122,19 +124,15 @@ def usage_tables(weights: list[torch.Tensor]) -> tuple[pd.DataFrame, pd.DataFram
     return usage, pd.DataFrame(rows)
 
 
-@torch.no_grad()
 def heldout_loss(model, sequences: list[list[int]], pad_id: int, batch_size: int = 64) -> float:
+    """Token-weighted next-token loss (nats) of token sequences, padded batch by batch."""
     total, count = 0.0, 0
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
-        length = max(len(row) for row in chunk)
-        batch = torch.full((len(chunk), length), pad_id, dtype=torch.int64)
-        for row, ids in enumerate(chunk):
-            batch[row, : len(ids)] = torch.tensor(ids)
-        logits = model(batch).logits
-        targets = batch[:, 1:].masked_fill(batch[:, 1:] == pad_id, -100)
-        total += float(torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="sum"))
-        count += int((targets != -100).sum())
+        batch, _ = pad_batch(chunk, max(len(row) for row in chunk), pad_id)
+        mean, tokens = token_loss(model, batch, pad_id, batch_size)
+        total += mean * tokens
+        count += tokens
     return total / max(count, 1)
 
 

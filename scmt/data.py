@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .molecules import read_smiles, smiles_to_selfies
+from .molecules import pad_batch, read_smiles, smiles_to_selfies
 
 PROBE_SET_FILE = "probe_set.json"
 
@@ -85,14 +85,8 @@ def encode_texts(tokenizer, texts: list[str], seq_len: int) -> EncodedSplit:
     """Tokenise with special tokens, truncate to ``seq_len`` and right-pad with the pad id."""
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: use one of the project's tokenizers")
-    batch = torch.full((len(texts), seq_len), tokenizer.pad_token_id, dtype=torch.int64)
-    truncated = 0
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    for row, ids in enumerate(encoded):
-        if len(ids) > seq_len:
-            truncated += 1
-            ids = ids[:seq_len]
-        batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    batch, truncated = pad_batch(encoded, seq_len, tokenizer.pad_token_id)
     return EncodedSplit(batch, truncated)
 
 

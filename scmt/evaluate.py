@@ -67,11 +67,20 @@ def rebuild_splits(record: dict):
 def heldout_loss(model, tokenizer, texts: list[str], seq_len: int, batch_size: int) -> tuple[float, int]:
     """Token-weighted mean next-token cross-entropy (nats) over ``texts``, and the token count."""
     encoded = encode_texts(tokenizer, texts, seq_len).input_ids
+    return token_loss(model, encoded, tokenizer.pad_token_id, batch_size)
+
+
+@torch.no_grad()
+def token_loss(model, input_ids: torch.Tensor, pad_id: int, batch_size: int = 64) -> tuple[float, int]:
+    """Token-weighted mean next-token cross-entropy (nats) over padded N×L ids, and the token count.
+
+    Pads are inputs but not targets, as in training.
+    """
     total, count = 0.0, 0
-    for start in range(0, encoded.shape[0], batch_size):
-        batch = encoded[start : start + batch_size]
+    for start in range(0, input_ids.shape[0], batch_size):
+        batch = input_ids[start : start + batch_size]
         logits = model(input_ids=batch).logits
-        targets = batch[:, 1:].masked_fill(batch[:, 1:] == tokenizer.pad_token_id, -100)
+        targets = batch[:, 1:].masked_fill(batch[:, 1:] == pad_id, -100)
         losses = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum"
         )
