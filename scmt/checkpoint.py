@@ -40,7 +40,7 @@ def read_config_json(directory: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not valid JSON ({error}): restore the file or re-save the checkpoint") from None
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path} holds a {type(config).__name__}, expected a JSON object")
+        raise CheckpointError(f"{path} contains a {type(config).__name__}, expected a JSON object")
     return config
 
 
@@ -50,12 +50,12 @@ def checkpoint_format(path: str | Path) -> str:
     if not directory.exists():
         raise CheckpointError(f"checkpoint directory {directory} not found")
     if not directory.is_dir():
-        raise CheckpointError(f"{directory} is a file: pass the checkpoint directory that holds config.json")
+        raise CheckpointError(f"{directory} is a file: pass the checkpoint directory that contains config.json")
     config = read_config_json(directory)
     if "model_type" in config:
         if config["model_type"] != "scmt":
             raise CheckpointError(
-                f"{directory} holds a {config['model_type']!r} model, not SCMT: load it with AutoModelForCausalLM"
+                f"{directory} contains a {config['model_type']!r} model, not SCMT: load it with AutoModelForCausalLM"
             )
         return "hf"
     missing = [key for key in ("vocab_size", "d_model") if key not in config]
@@ -185,11 +185,11 @@ def load_checkpoint(path: str | Path, **config_overrides) -> SCMTForCausalLM:
 def save_reference_checkpoint(model: SCMTForCausalLM, path: str | Path) -> Path:
     """Write ``model`` in the published layout (flat config.json and pytorch_model.bin).
 
-    Refuses to write into a directory that already holds a checkpoint.
+    Raises FileExistsError for a directory that already contains a checkpoint.
     """
     directory = Path(path)
     if (directory / CONFIG_NAME).exists() or (directory / REFERENCE_WEIGHTS).exists():
-        raise FileExistsError(f"{directory} already holds a checkpoint: choose an empty directory")
+        raise FileExistsError(f"{directory} already contains a checkpoint: choose an empty directory")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_NAME).write_text(json.dumps(model.config.to_reference_dict(), indent=2), encoding="utf-8")
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}

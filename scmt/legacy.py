@@ -48,7 +48,7 @@ class SchemaAugmentedSOMT(nn.Module):
         return self.model.config
 
     def state_dict(self, *args, **kwargs):
-        """The published state-dict names (``embed.weight``, ``encoder.layers.0...``)."""
+        """Return the state dict under the published names (``embed.weight``, ``encoder.layers.0...``)."""
         return self.model.state_dict(*args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

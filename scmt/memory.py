@@ -6,7 +6,7 @@ by one. The semantics it implements, per row, are:
 1. at step t, write the entry of position t when its normalised entropy exceeds
    the write threshold (timestamp ``t + offset``, age 0);
 2. age every entry by one;
-3. when the memory holds more than ``mem_size`` entries, keep the ``mem_size``
+3. when the memory contains more than ``mem_size`` entries, keep the ``mem_size``
    with the highest score ``importance(key) - max(0, t + offset - timestamp) *
    obsolescence(key)``, re-ordered by descending score.
 
@@ -332,7 +332,7 @@ def run_prunes(
 ) -> PruneResult:
     """Fill in ``pool.evict_step`` by replaying every prune, and return the evictions.
 
-    A row prunes at step t when it writes at t and then holds more than
+    A row prunes at step t when it writes at t and then contains more than
     ``mem_size`` entries. Each prune evicts the present entry with the lowest score.
     """
     batch = write.shape[0]

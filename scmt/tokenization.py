@@ -189,7 +189,7 @@ def _wrap_fast(tokenizer) -> PreTrainedTokenizerFast:
 
 
 def build_selfies_symbol_tokenizer(selfies_strings: list[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over every SELFIES symbol seen in ``selfies_strings``.
+    """Build a word-level tokenizer over every SELFIES symbol seen in ``selfies_strings``.
 
     Ids 0-4 are the special tokens (``<s>``, ``</s>``, ``<pad>``, ``<unk>``, ``<mask>``),
     then the symbols in sorted order. Input may be spaced or not: symbols are cut at
@@ -216,7 +216,7 @@ def build_selfies_symbol_tokenizer(selfies_strings: list[str]) -> PreTrainedToke
 
 
 def train_bpe_tokenizer(lines: list[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on a text corpus, with the same five special tokens."""
+    """Train a byte-level BPE tokenizer on a text corpus, with the same five special tokens."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
     from tokenizers.trainers import BpeTrainer
@@ -237,5 +237,5 @@ def train_bpe_tokenizer(lines: list[str], vocab_size: int = 2000) -> PreTrainedT
 
 
 def load_ngram_tokenizer(vocab_file: str | Path | None = None) -> SelfiesNgramTokenizer:
-    """The published n-gram tokenizer over ``vocab_file`` (default: the shipped vocabulary)."""
+    """Load the published n-gram tokenizer over ``vocab_file`` (default: the shipped vocabulary)."""
     return SelfiesNgramTokenizer(vocab_file=str(vocab_file) if vocab_file is not None else str(default_vocab_path()))
